@@ -1,0 +1,110 @@
+"""Turn decoded tokens into timestamped segments, and regroup chunks into per-item results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.runner import TIME_PRECISION_S, Decoded, compression_ratio
+from engine.types import Chunk, ItemResult, PreparedItem, Segment
+
+# Languages written without spaces between words: their segments are joined without one.
+UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo"})
+
+
+def split_segments(tokens: tuple[int, ...], timestamp_begin: int, eot: int,
+                   duration_s: float) -> list[tuple[float, float, list[int]]]:
+    """Cut a token sequence into (start_s, end_s, text tokens) at its timestamp tokens.
+
+    Times are chunk-local and clamped to the chunk's speech duration. Text after the last
+    timestamp runs to the end of the chunk; a sequence without timestamps is one segment.
+    """
+    segments: list[tuple[float, float, list[int]]] = []
+    start_s: float | None = None
+    last_end_s = 0.0
+    text: list[int] = []
+    for token in tokens:
+        if token >= timestamp_begin:
+            time_s = min((token - timestamp_begin) * TIME_PRECISION_S, duration_s)
+            if text:
+                segments.append((start_s if start_s is not None else last_end_s, time_s, text))
+                last_end_s, start_s, text = time_s, None, []
+            else:
+                start_s = time_s
+        elif token < eot:
+            text.append(token)
+    if text:
+        segments.append((start_s if start_s is not None else last_end_s, duration_s, text))
+    return segments
+
+
+def to_segments(decoded: Decoded, tokenizer: Any) -> list[Segment]:
+    """Segments of one chunk in source time; none when the chunk is judged silent."""
+    chunk = decoded.request.chunk
+    out = []
+    for start_s, end_s, tokens in split_segments(
+            decoded.tokens, tokenizer.timestamp_begin, tokenizer.eot, chunk.duration_s):
+        text = tokenizer.decode(tokens).strip()
+        if not text:
+            continue
+        out.append(Segment(
+            start_s=round(chunk.to_source_time(start_s), 3),
+            end_s=round(chunk.to_source_time(max(start_s, end_s)), 3),
+            text=text,
+            avg_logprob=float(decoded.avg_logprob),
+            no_speech_prob=float(decoded.no_speech_prob),
+            compression_ratio=compression_ratio(text),
+        ))
+    return out
+
+
+def is_silence(decoded: Decoded, no_speech_threshold: float | None,
+               log_prob_threshold: float | None) -> bool:
+    """faster-whisper's rule for skipping a window: likely no speech and an improbable text."""
+    if no_speech_threshold is None or decoded.no_speech_prob <= no_speech_threshold:
+        return False
+    return log_prob_threshold is None or decoded.avg_logprob < log_prob_threshold
+
+
+@dataclass
+class _Pending:
+    prepared: PreparedItem
+    segments: dict[int, list[Segment]] = field(default_factory=dict)
+
+
+class Collector:
+    """Holds the chunks of items in flight and emits each item once all its chunks are back."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, _Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def expect(self, prepared: PreparedItem) -> None:
+        self._pending[prepared.item.item_id] = _Pending(prepared)
+
+    def add(self, chunk: Chunk, segments: list[Segment]) -> Iterator[ItemResult]:
+        pending = self._pending[chunk.item_id]
+        pending.segments[chunk.index] = segments
+        if len(pending.segments) == len(pending.prepared.chunks):
+            del self._pending[chunk.item_id]
+            ordered = [s for index in sorted(pending.segments) for s in pending.segments[index]]
+            yield finish(pending.prepared, ordered)
+
+
+def finish(prepared: PreparedItem, segments: list[Segment]) -> ItemResult:
+    """The result row of a prepared item (`empty` when it holds no text)."""
+    joiner = "" if prepared.language in UNSPACED_LANGUAGES else " "
+    text = joiner.join(s.text for s in segments).strip()
+    return ItemResult(
+        item=prepared.item,
+        status="ok" if text else "empty",
+        text=text,
+        language=prepared.language,
+        language_probability=prepared.language_probability,
+        duration_s=prepared.duration_s,
+        speech_s=prepared.speech_s,
+        segments=tuple(segments),
+    )

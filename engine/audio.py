@@ -1,0 +1,121 @@
+"""Decode one item's audio to float32 mono at 16 kHz; nothing else.
+
+soundfile (libsndfile) reads WAV, FLAC and Ogg/Vorbis/Opus quickly; PyAV (FFmpeg) reads the rest:
+MP3, AAC/M4A, a video's audio track, and files whose extension lies about their content. Unlike
+faster-whisper's decoder, a corrupt frame is an error, not silently dropped audio.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import BinaryIO
+
+import numpy as np
+
+from engine.errors import AudioDecodeError
+from engine.types import AudioItem
+
+SAMPLE_RATE_HZ = 16000
+
+
+def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """Decode an item's audio (its `start_s`..`end_s` region when given).
+
+    Raises:
+        AudioDecodeError: missing, empty, truncated or non-audio input.
+    """
+    source = _open_source(item)
+    try:
+        samples, rate = _read_soundfile(source)
+    except Exception:  # libsndfile refuses many valid formats: let FFmpeg try
+        source.seek(0)
+        try:
+            samples, rate = _read_pyav(source, sample_rate_hz)
+        except Exception as e:
+            raise AudioDecodeError(
+                item.item_id, f"cannot decode {item.source}: {_describe(e)} "
+                "(not an audio file, or corrupt)"
+            ) from e
+    if rate != sample_rate_hz:
+        samples = resample(samples, rate, sample_rate_hz)
+    samples = _cut_region(item, samples, sample_rate_hz)
+    if samples.size == 0:
+        raise AudioDecodeError(item.item_id, f"{item.source} holds no audio samples")
+    return samples
+
+
+def _open_source(item: AudioItem) -> BinaryIO:
+    if item.audio_bytes is not None:
+        if len(item.audio_bytes) == 0:
+            raise AudioDecodeError(item.item_id, f"{item.source} is empty (0 bytes)")
+        return io.BytesIO(item.audio_bytes)
+    if item.path is None:
+        raise AudioDecodeError(item.item_id, f"row {item.item_id} has neither a path nor bytes")
+    if not os.path.isfile(item.path):
+        raise AudioDecodeError(item.item_id, f"file not found: {item.path}")
+    if os.path.getsize(item.path) == 0:
+        raise AudioDecodeError(item.item_id, f"{item.path} is empty (0 bytes)")
+    with open(item.path, "rb") as f:
+        return io.BytesIO(f.read())
+
+
+def _read_soundfile(source: BinaryIO) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    with soundfile.SoundFile(source) as f:
+        expected = f.frames
+        data = f.read(dtype="float32", always_2d=True)
+        rate = int(f.samplerate)
+    if data.shape[0] < expected:
+        raise ValueError(f"truncated: header promises {expected} frames, found {data.shape[0]}")
+    return data.mean(axis=1, dtype=np.float32), rate
+
+
+def _read_pyav(source: BinaryIO, sample_rate_hz: int) -> tuple[np.ndarray, int]:
+    import av
+
+    pieces: list[np.ndarray] = []
+    with av.open(source, mode="r", metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise ValueError("no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate_hz)
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                pieces.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            pieces.append(out.to_ndarray().reshape(-1))
+    if not pieces:
+        return np.zeros(0, dtype=np.float32), sample_rate_hz
+    return np.concatenate(pieces).astype(np.float32) / 32768.0, sample_rate_hz
+
+
+def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Resample mono float32 audio with FFmpeg's resampler (the same one PyAV decoding uses)."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_hz)
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = from_hz
+    pieces = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+    pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+
+
+def _cut_region(item: AudioItem, samples: np.ndarray, rate: int) -> np.ndarray:
+    if item.start_s is None and item.end_s is None:
+        return samples
+    start = int(round((item.start_s or 0.0) * rate))
+    end = samples.size if item.end_s is None else int(round(item.end_s * rate))
+    if not 0 <= start < end:
+        raise AudioDecodeError(
+            item.item_id, f"{item.source}: region start_s={item.start_s} end_s={item.end_s} "
+            "is empty; start_s must be >= 0 and below end_s"
+        )
+    return samples[start:end]
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]

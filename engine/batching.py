@@ -1,0 +1,53 @@
+"""Pack chunks from many files into model batches, sorted by length.
+
+Chunks are gathered in a window, sorted by speech length (so the decoder's sequences in one batch
+end at similar times) and cut into batches. CTranslate2 needs the start-of-transcript token at the
+same position in every prompt of a batch, so chunks are grouped by prompt length first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from engine.config import BatchConfig
+from engine.types import ChunkRequest
+
+
+def _sot_position(request: ChunkRequest) -> int:
+    return len(request.prompt_tokens)
+
+
+class Batcher:
+    """Collects chunk requests and hands out batches."""
+
+    def __init__(self, config: BatchConfig) -> None:
+        self._config = config
+        self._waiting: list[ChunkRequest] = []
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, requests: list[ChunkRequest]) -> list[list[ChunkRequest]]:
+        """Queue requests; return the batches that are ready (when the window is full)."""
+        self._waiting.extend(requests)
+        if len(self._waiting) < max(self._config.sort_window, self._config.batch_size):
+            return []
+        return self._cut(keep_partial=True)
+
+    def flush(self) -> list[list[ChunkRequest]]:
+        """Every waiting request, in batches (the last ones may be short)."""
+        return self._cut(keep_partial=False)
+
+    def _cut(self, keep_partial: bool) -> list[list[ChunkRequest]]:
+        groups: dict[int, list[ChunkRequest]] = defaultdict(list)
+        for request in self._waiting:
+            groups[_sot_position(request)].append(request)
+        size = self._config.batch_size
+        batches, left = [], []
+        for group in groups.values():
+            group.sort(key=lambda r: r.chunk.duration_s, reverse=True)
+            full = len(group) - len(group) % size if keep_partial else len(group)
+            batches += [group[i: i + size] for i in range(0, full, size)]
+            left += group[full:]
+        self._waiting = left
+        return batches

@@ -1,0 +1,174 @@
+"""Option groups, one dataclass per concern, validated once when built."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from engine.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = (
+    "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+)
+TASKS = ("transcribe", "translate")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} {value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def _check_positive(name: str, value: float, minimum: float = 1) -> None:
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load and where.
+
+    Attributes:
+        path: A CTranslate2 Whisper model folder, a faster-whisper model name, or None for the
+            bundled default (tiny.en).
+        device: "auto" picks CUDA when a GPU is visible, else the CPU.
+        compute_type: "auto" means int8 on CPU and float16 on CUDA.
+        device_index: GPUs to place one model replica set on each.
+        replicas: Model replicas per device run concurrently (CTranslate2 `inter_threads`);
+            None picks 2 on CPU (1 thread each) and 4 per GPU.
+        cpu_threads: Threads per replica on CPU; 0 shares the cores evenly.
+    """
+
+    path: str | None = None
+    device: str = "auto"
+    compute_type: str = "auto"
+    device_index: tuple[int, ...] = (0,)
+    replicas: int | None = None
+    cpu_threads: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("compute type", self.compute_type, COMPUTE_TYPES)
+        if self.replicas is not None:
+            _check_positive("replicas", self.replicas)
+        _check_positive("cpu threads", self.cpu_threads, 0)
+        if not self.device_index:
+            raise ConfigError("device_index needs at least one GPU index")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How the model decodes; defaults are faster-whisper's `transcribe` defaults.
+
+    Attributes:
+        language: Language code for every item without its own; None detects it per file.
+        task: "transcribe" or "translate" (into English).
+        beam_size: 1 is greedy search.
+        temperatures: Fallback schedule: a chunk whose text looks wrong (too repetitive or too
+            improbable) is decoded again at the next temperature, by sampling.
+        initial_prompt: Text given to the model before every chunk (a row's `prompt` wins).
+        without_timestamps: Decode without timestamp tokens: one segment per chunk.
+    """
+
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    best_of: int = 5
+    patience: float = 1.0
+    length_penalty: float = 1.0
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    initial_prompt: str | None = None
+    without_timestamps: bool = False
+    max_initial_timestamp_s: float = 1.0
+    suppress_blank: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, TASKS)
+        _check_positive("beam size", self.beam_size)
+        _check_positive("best of", self.best_of)
+        if not self.temperatures or any(t < 0 for t in self.temperatures):
+            raise ConfigError("temperatures must be a non-empty list of values >= 0")
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Silero VAD settings (faster-whisper's `VadOptions`, batched-mode defaults)."""
+
+    enabled: bool = True
+    threshold: float = 0.5
+    min_speech_duration_ms: int = 0
+    min_silence_duration_ms: int = 160
+    speech_pad_ms: int = 400
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"VAD threshold must be between 0 and 1, got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How chunks from many files are grouped into model calls.
+
+    Attributes:
+        batch_size: Chunks per model call.
+        sort_window: Chunks gathered before sorting by length and cutting batches.
+    """
+
+    batch_size: int = 8
+    sort_window: int = 64
+
+    def __post_init__(self) -> None:
+        _check_positive("batch size", self.batch_size)
+        _check_positive("sort window", self.sort_window)
+
+
+def default_workers() -> int:
+    """Decode processes: one per two cores, at least one, at most eight."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Run-wide settings: parallelism, sharding, error budget, output layout.
+
+    Attributes:
+        workers: Decode/VAD/feature processes; 0 runs them in the main process.
+        shard: (index, count): take only the rows whose id hashes to `index` of `count`.
+        max_errors: Stop the run once more items than this have failed; None never stops.
+        passthrough: Manifest columns copied to the output unchanged.
+        rows_per_part: Rows per output Parquet part (work lost on a crash is at most one part).
+        part_seconds: A part is also closed after this many seconds, whatever its size.
+    """
+
+    workers: int = field(default_factory=default_workers)
+    shard: tuple[int, int] = (0, 1)
+    max_errors: int | None = None
+    passthrough: tuple[str, ...] = ()
+    rows_per_part: int = 1000
+    part_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check_positive("workers", self.workers, 0)
+        index, count = self.shard
+        if count < 1 or not 0 <= index < count:
+            raise ConfigError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
+        if self.max_errors is not None:
+            _check_positive("max errors", self.max_errors, 0)
+        _check_positive("rows per part", self.rows_per_part)
+
+
+@dataclass(frozen=True)
+class TranscribeConfig:
+    """Everything one transcription run needs, passed whole."""
+
+    manifest: str
+    output: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    run: RunConfig = field(default_factory=RunConfig)

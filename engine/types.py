@@ -1,0 +1,153 @@
+"""Frozen dataclasses passed between the pipeline's stages.
+
+Times are in seconds (`_s`), sample counts in samples; every stage boundary uses these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+import numpy as np
+
+Status = Literal["ok", "empty", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioItem:
+    """One manifest row: where its audio is and how to transcribe it."""
+
+    item_id: str
+    path: str | None = None  # absolute or manifest-relative path, already resolved
+    audio_bytes: bytes | None = None
+    language: str | None = None
+    task: str | None = None
+    prompt: str | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+    passthrough: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """A human-readable name for error messages."""
+        return self.path if self.path is not None else f"<audio bytes of {self.item_id}>"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSpan:
+    """A stretch of speech in the source file."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """At most 30 s of speech (spans glued together) ready for the encoder."""
+
+    item_id: str
+    index: int
+    spans: tuple[SpeechSpan, ...]  # source spans, in order, that make up this chunk
+    features: np.ndarray  # log-mel, [n_mels, 3000] float32
+
+    @property
+    def duration_s(self) -> float:
+        return sum(span.duration_s for span in self.spans)
+
+    def to_source_time(self, chunk_time_s: float) -> float:
+        """Map a time inside the chunk back to a time in the source file."""
+        elapsed = 0.0
+        for span in self.spans:
+            if chunk_time_s <= elapsed + span.duration_s:
+                return span.start_s + max(0.0, chunk_time_s - elapsed)
+            elapsed += span.duration_s
+        return self.spans[-1].end_s if self.spans else chunk_time_s
+
+    def tail(self, from_s: float, frames_per_s: int = 100) -> Chunk:
+        """The rest of this chunk after chunk time `from_s`, shifted to the window's start."""
+        spans: list[SpeechSpan] = []
+        elapsed = 0.0
+        for span in self.spans:
+            cut = max(0.0, from_s - elapsed)
+            if cut < span.duration_s:
+                spans.append(SpeechSpan(span.start_s + cut, span.end_s))
+            elapsed += span.duration_s
+        shift = int(round(from_s * frames_per_s))
+        features = np.zeros_like(self.features)
+        features[:, : features.shape[1] - shift] = self.features[:, shift:]
+        return Chunk(self.item_id, self.index, tuple(spans), features)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    """An item decoded, VAD-filtered and cut into chunks with features."""
+
+    item: AudioItem
+    duration_s: float
+    speech_s: float
+    chunks: tuple[Chunk, ...]
+    language: str | None = None  # set by the language stage when the model detects it
+    language_probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRequest:
+    """One chunk to decode, with the prompt settings of its item."""
+
+    chunk: Chunk
+    language: str
+    task: str
+    prompt_tokens: tuple[int, ...]  # prompt (previous text, language, task) for the decoder
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One timestamped piece of text, in source time."""
+
+    start_s: float
+    end_s: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """The model's output for one chunk, already split into segments."""
+
+    item_id: str
+    index: int
+    segments: tuple[Segment, ...]
+    temperature: float
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """A finished item: one output row."""
+
+    item: AudioItem
+    status: Status
+    text: str
+    language: str | None
+    language_probability: float | None
+    duration_s: float
+    speech_s: float
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """An item that failed at some stage: also one output row, with status `error`."""
+
+    item: AudioItem
+    stage: str
+    error_type: str
+    message: str
+
+
+Outcome = Union[ItemResult, ItemError]
