@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from typing import BinaryIO
 
 import numpy as np
@@ -17,6 +18,10 @@ from engine.errors import AudioDecodeError
 from engine.types import AudioItem
 
 SAMPLE_RATE_HZ = 16000
+# libsndfile's report on a WAV whose data chunk is shorter than its header says
+_SHORT_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_EXACT_LENGTH_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF"}  # not MP3/Ogg
+_STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # writers that never patched the header
 
 
 def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -28,6 +33,8 @@ def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     source = _open_source(item)
     try:
         samples, rate = _read_soundfile(source)
+    except TruncatedAudio as e:
+        raise AudioDecodeError(item.item_id, f"cannot decode {item.source}: {e}") from e
     except Exception:  # libsndfile refuses many valid formats: let FFmpeg try
         source.seek(0)
         try:
@@ -64,12 +71,27 @@ def _read_soundfile(source: BinaryIO) -> tuple[np.ndarray, int]:
     import soundfile
 
     with soundfile.SoundFile(source) as f:
+        _check_wav_complete(f.extra_info)
         expected = f.frames
+        exact_length = f.format in _EXACT_LENGTH_FORMATS
         data = f.read(dtype="float32", always_2d=True)
         rate = int(f.samplerate)
-    if data.shape[0] < expected:
-        raise ValueError(f"truncated: header promises {expected} frames, found {data.shape[0]}")
+    if exact_length and data.shape[0] < expected:
+        raise TruncatedAudio(f"truncated: header promises {expected} frames, found {data.shape[0]}")
     return data.mean(axis=1, dtype=np.float32), rate
+
+
+def _check_wav_complete(info: str) -> None:
+    short = _SHORT_DATA.search(info)
+    if short:
+        declared, present = int(short.group(1)), int(short.group(2))
+        if declared > present and declared not in _STREAMING_SIZES:
+            raise TruncatedAudio(f"truncated: header promises {declared} bytes of audio, "
+                                 f"the file holds {present}")
+
+
+class TruncatedAudio(ValueError):
+    """The file ends before its header says it should: not worth a second decoder."""
 
 
 def _read_pyav(source: BinaryIO, sample_rate_hz: int) -> tuple[np.ndarray, int]:

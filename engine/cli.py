@@ -71,13 +71,15 @@ def cli() -> None:
               help="Take only shard I of N (by id hash), for many machines.")
 @click.option("--max-errors", type=click.IntRange(min=0), default=None,
               help="Stop once more than N rows have failed [default: never].")
+@click.option("--rows-per-part", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Rows per output Parquet part (a crash loses at most one part's rows).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def transcribe(manifest: str, output: str, model: str | None, device: str, compute_type: str,
                replicas: int | None, cpu_threads: int, batch_size: int, workers: int, vad: bool,
                language: str | None, task: str, beam_size: int, initial_prompt: str | None,
                without_timestamps: bool, passthrough: tuple[str, ...], shard: tuple[int, int],
-               max_errors: int | None, as_json: bool, quiet: bool) -> None:
+               max_errors: int | None, rows_per_part: int, as_json: bool, quiet: bool) -> None:
     """Transcribe every row of a Parquet MANIFEST (file, folder or glob) into OUTPUT.
 
     \b
@@ -94,7 +96,7 @@ def transcribe(manifest: str, output: str, model: str | None, device: str, compu
         vad=VadConfig(enabled=vad),
         batch=BatchConfig(batch_size=batch_size, sort_window=max(64, batch_size * 4)),
         run=RunConfig(workers=workers, shard=shard, max_errors=max_errors,
-                      passthrough=passthrough),
+                      passthrough=passthrough, rows_per_part=rows_per_part),
     )
     report = _run_transcription(config, show_progress=not quiet and sys.stderr.isatty())
     if as_json:

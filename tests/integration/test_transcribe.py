@@ -1,0 +1,168 @@
+"""The whole engine on real clips with the real tiny.en model, compared with faster-whisper."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from engine import BatchConfig, DecodeConfig, ModelConfig, RunConfig, TranscribeConfig, transcribe
+from engine.evaluate import corpus_wer
+
+
+def read_rows(out: str) -> dict[str, dict]:
+    table = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table()
+    rows = table.to_pylist()
+    assert len(rows) == len({r["id"] for r in rows}), "duplicate ids in the output"
+    return {r["id"]: r for r in rows}
+
+
+def run(manifest: str, out: str, model_path: str, **run_options) -> dict:
+    config = TranscribeConfig(
+        manifest=manifest, output=out,
+        model=ModelConfig(path=model_path, device="cpu"),
+        batch=BatchConfig(batch_size=run_options.pop("batch_size", 4)),
+        decode=run_options.pop("decode", DecodeConfig()),
+        run=RunConfig(**{"workers": 0, **run_options}),
+    )
+    return transcribe(config)
+
+
+@pytest.fixture(scope="module")
+def clip_run(clips, model_path, tmp_path_factory) -> tuple[dict[str, dict], dict]:
+    folder = tmp_path_factory.mktemp("clips")
+    manifest = str(folder / "m.parquet")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "id": [c["id"] for c in clips], "path": [c["path"] for c in clips],
+        "reference": [c["reference_text"] for c in clips],
+    }), manifest)
+    report = run(manifest, str(folder / "out"), model_path, passthrough=("reference",))
+    return read_rows(str(folder / "out")), report
+
+
+def test_every_clip_is_transcribed_with_its_schema(clip_run, clips) -> None:
+    rows, report = clip_run
+    assert set(rows) == {c["id"] for c in clips}
+    assert report["counts"] == {"ok": len(clips), "empty": 0, "error": 0}
+    for clip in clips:
+        row = rows[clip["id"]]
+        assert row["status"] == "ok" and row["error"] is None and row["text"]
+        assert row["language"] == "en" and row["reference"] == clip["reference_text"]
+        assert row["duration_s"] == pytest.approx(float(clip["duration_s"]), abs=0.06)
+        assert 0 < row["speech_s"] <= row["duration_s"] + 1e-6
+
+
+def test_timestamps_are_monotonic_and_inside_the_file(clip_run) -> None:
+    rows, _ = clip_run
+    for row in rows.values():
+        times = [(s["start_s"], s["end_s"]) for s in row["segments"]]
+        assert times, row["id"]
+        assert all(0 <= a <= b <= row["duration_s"] + 0.01 for a, b in times), times
+        assert all(b1 <= a2 + 1e-6 for (_, b1), (a2, _) in zip(times, times[1:])), times
+
+
+def test_long_file_keeps_every_sentence_across_chunks(clip_run) -> None:
+    """Regression: the model stopped before the end of a full 30 s chunk and dropped a sentence."""
+    text = clip_run[0]["osr_us_000_0034_8k"]["text"].lower()
+    for phrase in ("gold", "long journey", "called his name", "hear the bell"):
+        assert phrase in text
+
+
+def test_accuracy_matches_faster_whisper(clip_run, clips, model_path) -> None:
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(model_path, device="cpu", compute_type="int8", cpu_threads=2)
+    theirs = {c["id"]: "".join(s.text for s in model.transcribe(c["path"], vad_filter=True)[0])
+              for c in clips}
+    refs = [c["reference_text"] for c in clips]
+    ours_wer = corpus_wer(refs, [clip_run[0][c["id"]]["text"] for c in clips]).wer
+    theirs_wer = corpus_wer(refs, [theirs[c["id"]] for c in clips]).wer
+    print(f"WER batchscribe {ours_wer:.2f} vs faster-whisper {theirs_wer:.2f}")
+    assert ours_wer <= theirs_wer + 1.0
+    agreement = corpus_wer([theirs[c["id"]] for c in clips],
+                           [clip_run[0][c["id"]]["text"] for c in clips]).wer
+    assert agreement < 5.0
+
+
+def test_hugging_face_audio_struct_gives_the_same_text(clip_run, clips, model_path,
+                                                       tmp_path) -> None:
+    audio_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    chosen = clips[:3]
+    audio = [{"bytes": open(c["path"], "rb").read(), "path": c["file"]} for c in chosen]
+    import pyarrow.parquet as pq
+
+    manifest = str(tmp_path / "hf.parquet")
+    pq.write_table(pa.table({"id": [c["id"] for c in chosen],
+                             "audio": pa.array(audio, type=audio_type)}), manifest)
+    run(manifest, str(tmp_path / "out"), model_path)
+    rows = read_rows(str(tmp_path / "out"))
+    for clip in chosen:
+        assert rows[clip["id"]]["text"] == clip_run[0][clip["id"]]["text"]
+
+
+def test_broken_files_become_error_rows_and_the_run_goes_on(clips, broken_files, model_path,
+                                                            write_manifest, tmp_path) -> None:
+    good = clips[0]
+    paths = [good["path"], *broken_files.values()]
+    ids = ["good", *broken_files]
+    manifest = write_manifest({"id": ids, "path": paths})
+    report = run(manifest, str(tmp_path / "out"), model_path)
+    rows = read_rows(str(tmp_path / "out"))
+    assert rows["good"]["status"] == "ok" and rows["mislabeled"]["status"] == "ok"
+    for kind in ("empty", "truncated", "not_audio", "missing"):
+        row = rows[kind]
+        assert row["status"] == "error" and row["text"] is None
+        assert os.path.basename(broken_files[kind]) in row["error"]
+    assert report["counts"]["error"] == 4
+
+
+def test_silence_is_empty_and_costs_no_model_call(model_path, write_manifest, tmp_path) -> None:
+    import numpy as np
+    import soundfile
+
+    silent = str(tmp_path / "silence.wav")
+    soundfile.write(silent, np.zeros(16000 * 3, dtype=np.float32), 16000)
+    report = run(write_manifest({"path": [silent]}), str(tmp_path / "out"), model_path)
+    (row,) = read_rows(str(tmp_path / "out")).values()
+    assert row["status"] == "empty" and row["speech_s"] == 0 and row["segments"] == []
+    assert report["counts"]["empty"] == 1
+
+
+def test_batched_equals_one_at_a_time_and_pool_equals_inline(clips, model_path, write_manifest,
+                                                              tmp_path) -> None:
+    manifest = write_manifest({"id": [c["id"] for c in clips], "path": [c["path"] for c in clips]})
+    greedy = DecodeConfig(beam_size=1)
+    texts = []
+    for name, options in (("one", dict(batch_size=1)), ("batched", dict(batch_size=8)),
+                          ("pool", dict(batch_size=8, workers=2))):
+        run(manifest, str(tmp_path / name), model_path, decode=greedy, **options)
+        texts.append({k: r["text"] for k, r in read_rows(str(tmp_path / name)).items()})
+    assert texts[0] == texts[1] == texts[2]
+
+
+def test_rerun_does_no_work_and_duplicates_nothing(clip_run, clips, model_path, write_manifest,
+                                                   tmp_path) -> None:
+    manifest = write_manifest({"id": [c["id"] for c in clips[:2]],
+                               "path": [c["path"] for c in clips[:2]]})
+    out = str(tmp_path / "out")
+    first = run(manifest, out, model_path)
+    second = run(manifest, out, model_path)
+    assert first["rows"] == 2 and second["rows"] == 0
+    assert second["skipped_already_done"] == 2
+    assert len(read_rows(out)) == 2
+
+
+def test_region_columns_transcribe_only_that_region(clips, model_path, write_manifest,
+                                                    tmp_path) -> None:
+    clip = next(c for c in clips if c["id"] == "osr_us_000_0034_8k")
+    manifest = write_manifest({"id": ["part"], "path": [clip["path"]],
+                               "start_s": [10.0], "end_s": [20.0]})
+    run(manifest, str(tmp_path / "out"), model_path)
+    row = read_rows(str(tmp_path / "out"))["part"]
+    assert row["duration_s"] == pytest.approx(10.0)
+    assert "gold ring" not in row["text"].lower()
+    assert all(10.0 <= s["start_s"] <= s["end_s"] <= 20.01 for s in row["segments"])

@@ -1,0 +1,33 @@
+import numpy as np
+
+from engine.batching import Batcher
+from engine.config import BatchConfig
+from engine.types import Chunk, ChunkRequest, SpeechSpan
+
+
+def request(item: str, seconds: float, prompt_len: int = 1) -> ChunkRequest:
+    chunk = Chunk(item, 0, (SpeechSpan(0, seconds),), np.zeros((1, 1), np.float32))
+    return ChunkRequest(chunk, "en", "transcribe", tuple(range(prompt_len)))
+
+
+def test_batches_mix_files_and_sort_by_length() -> None:
+    batcher = Batcher(BatchConfig(batch_size=2, sort_window=4))
+    assert batcher.add([request("a", 3), request("b", 10)]) == []
+    batches = batcher.add([request("c", 1), request("d", 7)])
+    assert [[r.chunk.item_id for r in b] for b in batches] == [["b", "d"], ["a", "c"]]
+    assert len(batcher) == 0
+
+
+def test_prompts_of_different_lengths_never_share_a_batch() -> None:
+    batcher = Batcher(BatchConfig(batch_size=4, sort_window=100))
+    batcher.add([request("a", 1, 1), request("b", 2, 5), request("c", 3, 1)])
+    batches = batcher.flush()
+    assert sorted(sorted(r.chunk.item_id for r in b) for b in batches) == [["a", "c"], ["b"]]
+
+
+def test_partial_batches_wait_for_more_until_flush() -> None:
+    batcher = Batcher(BatchConfig(batch_size=4, sort_window=4))
+    batches = batcher.add([request(str(i), i) for i in range(6)])
+    assert [len(b) for b in batches] == [4]
+    assert len(batcher) == 2
+    assert [len(b) for b in batcher.flush()] == [2]

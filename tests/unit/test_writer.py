@@ -1,0 +1,46 @@
+import os
+import time
+
+import pyarrow.parquet as pq
+
+from engine.types import AudioItem, ItemError, ItemResult, Segment
+from engine.writer import PartWriter, output_schema, part_files, read_column
+
+
+def result(item_id: str) -> ItemResult:
+    seg = Segment(0.0, 1.0, "hi", -0.1, 0.01, 1.0)
+    return ItemResult(AudioItem(item_id, "x.wav"), "ok", "hi", "en", 1.0, 1.0, 1.0, (seg,))
+
+
+def test_round_trip_and_resume_ids(tmp_path) -> None:
+    out = str(tmp_path / "out")
+    writer = PartWriter(out, output_schema([]), rows_per_part=2)
+    for i in range(5):
+        writer.write(result(f"r{i}"))
+    writer.write(ItemError(AudioItem("bad", "bad.wav"), "decode", "AudioDecodeError", "boom"))
+    writer.commit()
+    assert len(part_files(out)) == 3
+    assert sorted(read_column(out, "id")) == ["bad", "r0", "r1", "r2", "r3", "r4"]
+    table = pq.read_table(part_files(out)[0])
+    assert table.column("segments").to_pylist()[0][0]["text"] == "hi"
+    again = PartWriter(out, output_schema([]))
+    assert list(again.done_ids().contains(["r3", "bad", "new"])) == [True, True, False]
+
+
+def test_uncommitted_rows_leave_no_file(tmp_path) -> None:
+    out = str(tmp_path / "out")
+    writer = PartWriter(out, output_schema([]), rows_per_part=100)
+    writer.write(result("a"))
+    assert part_files(out) == [] and os.listdir(out) == []
+
+
+def test_stale_temporaries_of_a_dead_run_are_removed(tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh = out / ".part-x.parquet.1.tmp", out / ".part-y.parquet.2.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    PartWriter(str(out), output_schema([]))
+    assert not stale.exists() and fresh.exists()  # a fresh one may be a live shard's
