@@ -1,8 +1,9 @@
 """Decode one item's audio to float32 mono at 16 kHz; nothing else.
 
-soundfile (libsndfile) reads WAV, FLAC and Ogg/Vorbis/Opus quickly; PyAV (FFmpeg) reads the rest:
-MP3, AAC/M4A, a video's audio track, and files whose extension lies about their content. Unlike
-faster-whisper's decoder, a corrupt frame is an error, not silently dropped audio.
+soundfile (libsndfile) reads 16 kHz WAV/FLAC quickly; PyAV (FFmpeg) decodes and resamples the
+rest: other rates, MP3, Ogg/Opus, AAC/M4A, a video's audio track, and files whose extension lies
+about their content. Unlike faster-whisper's decoder, a corrupt frame is an error, not silently
+dropped audio.
 """
 
 from __future__ import annotations
@@ -27,25 +28,28 @@ _STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # writers that never patched the
 def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """Decode an item's audio (its `start_s`..`end_s` region when given).
 
+    Audio already at 16 kHz is read by soundfile; everything else goes through FFmpeg's decoder
+    and resampler exactly as faster-whisper's `decode_audio` does, so transcripts match it.
+
     Raises:
         AudioDecodeError: missing, empty, truncated or non-audio input.
     """
     source = _open_source(item)
     try:
-        samples, rate = _read_soundfile(source)
+        samples = _read_soundfile(source, sample_rate_hz)
     except TruncatedAudio as e:
         raise AudioDecodeError(item.item_id, f"cannot decode {item.source}: {e}") from e
-    except Exception:  # libsndfile refuses many valid formats: let FFmpeg try
+    except Exception:  # libsndfile does not know the format: FFmpeg decides
+        samples = None
+    if samples is None:
         source.seek(0)
         try:
-            samples, rate = _read_pyav(source, sample_rate_hz)
+            samples = _read_pyav(source, sample_rate_hz)
         except Exception as e:
             raise AudioDecodeError(
                 item.item_id, f"cannot decode {item.source}: {_describe(e)} "
                 "(not an audio file, or corrupt)"
             ) from e
-    if rate != sample_rate_hz:
-        samples = resample(samples, rate, sample_rate_hz)
     samples = _cut_region(item, samples, sample_rate_hz)
     if samples.size == 0:
         raise AudioDecodeError(item.item_id, f"{item.source} holds no audio samples")
@@ -67,18 +71,19 @@ def _open_source(item: AudioItem) -> BinaryIO:
         return io.BytesIO(f.read())
 
 
-def _read_soundfile(source: BinaryIO) -> tuple[np.ndarray, int]:
+def _read_soundfile(source: BinaryIO, sample_rate_hz: int) -> np.ndarray | None:
+    """The samples when libsndfile reads the file at the target rate; None to use FFmpeg."""
     import soundfile
 
     with soundfile.SoundFile(source) as f:
         _check_wav_complete(f.extra_info)
+        if f.samplerate != sample_rate_hz or f.format not in _EXACT_LENGTH_FORMATS:
+            return None
         expected = f.frames
-        exact_length = f.format in _EXACT_LENGTH_FORMATS
         data = f.read(dtype="float32", always_2d=True)
-        rate = int(f.samplerate)
-    if exact_length and data.shape[0] < expected:
+    if data.shape[0] < expected:
         raise TruncatedAudio(f"truncated: header promises {expected} frames, found {data.shape[0]}")
-    return data.mean(axis=1, dtype=np.float32), rate
+    return data.mean(axis=1, dtype=np.float32)
 
 
 def _check_wav_complete(info: str) -> None:
@@ -94,7 +99,7 @@ class TruncatedAudio(ValueError):
     """The file ends before its header says it should: not worth a second decoder."""
 
 
-def _read_pyav(source: BinaryIO, sample_rate_hz: int) -> tuple[np.ndarray, int]:
+def _read_pyav(source: BinaryIO, sample_rate_hz: int) -> np.ndarray:
     import av
 
     pieces: list[np.ndarray] = []
@@ -109,20 +114,8 @@ def _read_pyav(source: BinaryIO, sample_rate_hz: int) -> tuple[np.ndarray, int]:
         for out in resampler.resample(None):
             pieces.append(out.to_ndarray().reshape(-1))
     if not pieces:
-        return np.zeros(0, dtype=np.float32), sample_rate_hz
-    return np.concatenate(pieces).astype(np.float32) / 32768.0, sample_rate_hz
-
-
-def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Resample mono float32 audio with FFmpeg's resampler (the same one PyAV decoding uses)."""
-    import av
-
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_hz)
-    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-    frame.sample_rate = from_hz
-    pieces = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
-    pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(pieces).astype(np.float32) / 32768.0
 
 
 def _cut_region(item: AudioItem, samples: np.ndarray, rate: int) -> np.ndarray:

@@ -21,7 +21,10 @@ class Batcher:
     """Collects chunk requests and hands out batches."""
 
     def __init__(self, config: BatchConfig) -> None:
-        self._config = config
+        if config.batch_size is None:
+            raise ValueError("Batcher needs a concrete batch size: use BatchConfig.for_device")
+        self._size = config.batch_size
+        self._window = max(config.sort_window, config.batch_size)
         self._waiting: list[ChunkRequest] = []
 
     def __len__(self) -> int:
@@ -30,7 +33,7 @@ class Batcher:
     def add(self, requests: list[ChunkRequest]) -> list[list[ChunkRequest]]:
         """Queue requests; return the batches that are ready (when the window is full)."""
         self._waiting.extend(requests)
-        if len(self._waiting) < max(self._config.sort_window, self._config.batch_size):
+        if len(self._waiting) < self._window:
             return []
         return self._cut(keep_partial=True)
 
@@ -42,7 +45,7 @@ class Batcher:
         groups: dict[int, list[ChunkRequest]] = defaultdict(list)
         for request in self._waiting:
             groups[_sot_position(request)].append(request)
-        size = self._config.batch_size
+        size = self._size
         batches, left = [], []
         for group in groups.values():
             group.sort(key=lambda r: r.chunk.duration_s, reverse=True)

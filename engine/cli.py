@@ -51,8 +51,9 @@ def cli() -> None:
               help="Model replicas decoding concurrently [default: 2 on CPU, 4 per GPU].")
 @click.option("--cpu-threads", type=click.IntRange(min=0), default=0,
               help="Threads per replica on CPU [default: cores / replicas].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Speech chunks (from any files) per model call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Speech chunks (from any files) per model call [default: 4 on CPU, 16 on "
+                   "CUDA].")
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=default_workers(),
               show_default=True, help="Decode/VAD processes (0: in the main process).")
 @click.option("--vad/--no-vad", default=True, show_default=True,
@@ -76,7 +77,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def transcribe(manifest: str, output: str, model: str | None, device: str, compute_type: str,
-               replicas: int | None, cpu_threads: int, batch_size: int, workers: int, vad: bool,
+               replicas: int | None, cpu_threads: int, batch_size: int | None, workers: int, vad: bool,
                language: str | None, task: str, beam_size: int, initial_prompt: str | None,
                without_timestamps: bool, passthrough: tuple[str, ...], shard: tuple[int, int],
                max_errors: int | None, rows_per_part: int, as_json: bool, quiet: bool) -> None:
@@ -94,7 +95,7 @@ def transcribe(manifest: str, output: str, model: str | None, device: str, compu
         decode=DecodeConfig(language=language, task=task, beam_size=beam_size,
                             initial_prompt=initial_prompt, without_timestamps=without_timestamps),
         vad=VadConfig(enabled=vad),
-        batch=BatchConfig(batch_size=batch_size, sort_window=max(64, batch_size * 4)),
+        batch=BatchConfig(batch_size=batch_size, sort_window=max(64, (batch_size or 0) * 4)),
         run=RunConfig(workers=workers, shard=shard, max_errors=max_errors,
                       passthrough=passthrough, rows_per_part=rows_per_part),
     )

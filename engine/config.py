@@ -96,12 +96,12 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class VadConfig:
-    """Silero VAD settings (faster-whisper's `VadOptions`, batched-mode defaults)."""
+    """Silero VAD settings: faster-whisper's `VadOptions` defaults, spans cut at 30 s."""
 
     enabled: bool = True
     threshold: float = 0.5
     min_speech_duration_ms: int = 0
-    min_silence_duration_ms: int = 160
+    min_silence_duration_ms: int = 2000
     speech_pad_ms: int = 400
 
     def __post_init__(self) -> None:
@@ -114,16 +114,25 @@ class BatchConfig:
     """How chunks from many files are grouped into model calls.
 
     Attributes:
-        batch_size: Chunks per model call.
+        batch_size: Chunks per model call; None picks 4 on CPU (two small batches in flight beat
+            one large one there, and beam search memory grows with the batch) and 16 on CUDA.
         sort_window: Chunks gathered before sorting by length and cutting batches.
     """
 
-    batch_size: int = 8
+    batch_size: int | None = None
     sort_window: int = 64
 
     def __post_init__(self) -> None:
-        _check_positive("batch size", self.batch_size)
+        if self.batch_size is not None:
+            _check_positive("batch size", self.batch_size)
         _check_positive("sort window", self.sort_window)
+
+    def for_device(self, device: str) -> BatchConfig:
+        """This config with the batch size made concrete for a device."""
+        if self.batch_size is not None:
+            return self
+        size = 4 if device == "cpu" else 16
+        return BatchConfig(batch_size=size, sort_window=max(self.sort_window, size * 4))
 
 
 def default_workers() -> int:

@@ -22,7 +22,7 @@ from engine.manifest import open_manifest
 from engine.pool import OrderedPool
 from engine.prepare import Preparer
 from engine.runner import ModelRunner, PendingBatch
-from engine.types import ItemError, ItemResult, Outcome, PreparedItem
+from engine.types import AudioItem, ChunkRequest, ItemError, ItemResult, Outcome, PreparedItem
 from engine.writer import PartWriter, output_schema
 
 
@@ -75,6 +75,7 @@ def transcribe(config: TranscribeConfig,
                         config.run.rows_per_part, config.run.part_seconds)
     done = writer.done_ids()
     runner = ModelRunner(config.model, config.decode)
+    config = replace(config, batch=config.batch.for_device(runner.device))  # recorded in run.json
     _check_language_options(runner, config)
     if on_start is not None:
         on_start(manifest.num_rows)
@@ -82,7 +83,8 @@ def transcribe(config: TranscribeConfig,
     summary = RunSummary()
     items = manifest.items(config.run.passthrough, skip=done, shard=config.run.shard)
     try:
-        with OrderedPool(partial(Preparer, config.vad, runner.n_mels), config.run.workers) as pool:
+        with OrderedPool(partial(Preparer, config.vad, runner.n_mels), config.run.workers,
+                         on_crash=worker_crashed) as pool:
             for outcome in decode_stream(pool.map(items), runner, config):
                 writer.write(outcome)
                 summary.add(outcome)
@@ -106,6 +108,12 @@ def transcribe(config: TranscribeConfig,
     return report
 
 
+def worker_crashed(item: AudioItem) -> ItemError:
+    return ItemError(item, "decode", "WorkerCrash",
+                     f"{item.source}: the decode worker died on this file twice (a decoder "
+                     "crash, or out of memory)")
+
+
 def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRunner,
                   config: TranscribeConfig) -> Iterator[Outcome]:
     """Batch chunks across items, decode them asynchronously, and yield finished rows."""
@@ -125,6 +133,11 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
                         decoded, runner.tokenizer(request.language, request.task))
             yield from collector.add(decodes[0].request.chunk, segments)
 
+    def submit(batch: list[ChunkRequest]) -> Iterator[ItemResult]:
+        while len(in_flight) >= max_in_flight:  # backpressure: wait for the oldest batch
+            yield from drain(in_flight.popleft())
+        in_flight.append(runner.submit(batch))
+
     for p in with_languages(prepared, runner, config):
         if isinstance(p, ItemError):
             yield p
@@ -138,13 +151,11 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         language = p.language or "en"
         requests = [runner.request(chunk, language, task, prompt) for chunk in p.chunks]
         for batch in batcher.add(requests):
-            in_flight.append(runner.submit(batch))
-        while in_flight and (len(in_flight) > max_in_flight or in_flight[0].done()):
+            yield from submit(batch)
+        while in_flight and in_flight[0].done():
             yield from drain(in_flight.popleft())
     for batch in batcher.flush():
-        in_flight.append(runner.submit(batch))
-        while len(in_flight) > max_in_flight:
-            yield from drain(in_flight.popleft())
+        yield from submit(batch)
     while in_flight:
         yield from drain(in_flight.popleft())
 
@@ -175,7 +186,7 @@ def with_languages(prepared: Iterable[PreparedItem | ItemError], runner: ModelRu
             yield p
         else:
             waiting.append(p)
-            if len(waiting) >= config.batch.batch_size:
+            if len(waiting) >= (config.batch.batch_size or 1):
                 yield from detect()
     if waiting:
         yield from detect()

@@ -2,6 +2,9 @@
 
 Keeps at most `window` items in flight, yields results in input order, and builds the per-worker
 state (a `Preparer`) once per process. With `workers=0` it runs in the calling process.
+A worker that dies (a decoder crash, the kernel's OOM killer) costs only the item it was on:
+the pool restarts, the item is retried alone, and if it kills a worker again, `on_crash`
+turns it into a result (an error row).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Generic, TypeVar
 
 In = TypeVar("In")
@@ -33,39 +37,73 @@ class OrderedPool(Generic[In, Out]):
     Args:
         factory: Builds the function in each worker (picklable: a top-level callable or partial).
         workers: Processes; 0 runs inline.
+        on_crash: The result for an item that killed a worker twice.
         window: Items submitted ahead of the consumer.
     """
 
     def __init__(self, factory: Callable[[], Callable[[In], Out]], workers: int,
-                 window: int | None = None) -> None:
+                 on_crash: Callable[[In], Out], window: int | None = None) -> None:
         self._factory = factory
+        self._on_crash = on_crash
         self._workers = workers
         self._window = window or max(4, workers * 8)
         self._executor: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> OrderedPool[In, Out]:
         if self._workers > 0:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self._workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self._factory,),
-            )
+            self._executor = self._start()
         return self
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._factory,),
+        )
+
+    def _restart(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._start()
 
     def __exit__(self, *exc: object) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, item: In) -> Future[Out]:
+        if self._executor is None:
+            raise RuntimeError("OrderedPool used outside its `with` block")
+        return self._executor.submit(_call_worker, item)
 
     def map(self, items: Iterable[In]) -> Iterator[Out]:
         if self._executor is None:
             fn = self._factory()
             yield from (fn(item) for item in items)
             return
-        pending: deque[Future[Out]] = deque()
+        pending: deque[tuple[In, Future[Out]]] = deque()
         for item in items:
-            pending.append(self._executor.submit(_call_worker, item))
+            pending.append((item, self._submit(item)))
             if len(pending) >= self._window:
-                yield pending.popleft().result()
+                yield self._next_result(pending)
         while pending:
-            yield pending.popleft().result()
+            yield self._next_result(pending)
+
+    def _next_result(self, pending: deque[tuple[In, Future[Out]]]) -> Out:
+        item, future = pending.popleft()
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self._restart()
+            result = self._run_alone(item)
+            others = [other for other, _ in pending]
+            pending.clear()
+            pending.extend((other, self._submit(other)) for other in others)
+            return result
+
+    def _run_alone(self, item: In) -> Out:
+        try:
+            return self._submit(item).result()
+        except BrokenProcessPool:
+            self._restart()
+            return self._on_crash(item)
