@@ -112,6 +112,118 @@ def transcribe(manifest: str, output: str, model: str | None, device: str, compu
         sys.exit(EXIT_ITEM_ERRORS)
 
 
+@cli.command()
+@click.argument("audio_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The manifest to write (Parquet).")
+@click.option("--include", multiple=True, help="Glob of files to take (repeatable) "
+              "[default: common audio and video extensions].")
+@click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
+@click.option("--references", is_flag=True,
+              help="Read reference text from name.txt sidecars or LibriSpeech *.trans.txt.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Files probed in parallel.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def manifest(audio_dir: str, output: str, include: tuple[str, ...], exclude: tuple[str, ...],
+             references: bool, workers: int, as_json: bool, quiet: bool) -> None:
+    """Scan AUDIO_DIR (recursively) into a Parquet manifest, one row per audio file.
+
+    Headers are probed, not decoded: duration, sample rate, channels, format, size. Files that
+    cannot be probed stay in the manifest with an `error`.
+
+    \b
+    Example:
+      batchscribe manifest corpus/ -o corpus.parquet --references
+    """
+    import os
+
+    from engine.scan import AUDIO_PATTERNS, ScanOptions, scan_rows, write_manifest
+
+    options = ScanOptions(include=include or AUDIO_PATTERNS, exclude=exclude,
+                          references=references, workers=workers)
+    manifest_dir = os.path.dirname(os.path.abspath(output))
+    bar = _counter(enabled=not quiet and sys.stderr.isatty(), unit="file")
+    try:
+        summary = write_manifest(scan_rows(audio_dir, manifest_dir, options), output,
+                                 on_row=lambda row: bar.update(1))
+    except EngineError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        bar.close()
+    report = {"files": summary.files, "audio_hours": round(summary.audio_s / 3600, 4),
+              "errors": summary.errors, "with_reference": summary.with_reference,
+              "formats": dict(summary.formats.most_common()), "manifest": output}
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        formats = ", ".join(f"{k} {v}" for k, v in summary.formats.most_common())
+        click.echo(f"{summary.files} files, {report['audio_hours']:.3f} h, {summary.errors} "
+                   f"unreadable; {formats or 'no files'} -> {output}", err=True)
+
+
+def _counter(enabled: bool, unit: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(disable=not enabled, unit=unit, dynamic_ncols=True)
+
+
+@cli.command("eval")
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--reference-column", required=True,
+              help="Column holding the reference text (in the output, or in --manifest).")
+@click.option("--manifest", "manifest_path", default=None,
+              help="Take references from this manifest, joined on id.")
+@click.option("--per-row", type=click.Path(dir_okay=False), default=None,
+              help="Write each row's WER to this Parquet file.")
+@click.option("--worst", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the worst rows to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def eval_command(output_dir: str, reference_column: str, manifest_path: str | None,
+                 per_row: str | None, worst: int, as_json: bool) -> None:
+    """Word error rate of a transcription OUTPUT_DIR against reference texts.
+
+    Both sides go through the Whisper English text normaliser. Corpus WER is total errors over
+    total reference words. Rows that failed or have no reference are skipped and counted.
+
+    \b
+    Example:
+      batchscribe transcribe m.parquet -o out/ --passthrough reference
+      batchscribe eval out/ --reference-column reference
+    """
+    from engine.evaluate import evaluate_pairs, load_pairs
+
+    try:
+        report = evaluate_pairs(load_pairs(output_dir, reference_column, manifest_path))
+    except EngineError as e:
+        raise click.ClickException(_with_flag_hints(str(e))) from e
+    summary = report.summary(worst)
+    if per_row:
+        _write_per_row(report, per_row)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    click.echo(f"WER {summary['wer']:.2f}%  (S {summary['substitutions']}, D "
+               f"{summary['deletions']}, I {summary['insertions']} over "
+               f"{summary['reference_words']} words)  CER {summary['cer']:.2f}%")
+    click.echo(f"rows evaluated {summary['rows_evaluated']}, skipped {summary['rows_skipped']}")
+    for row in summary["worst_rows"]:  # type: ignore[attr-defined]
+        click.echo(f"  {row['wer']:6.1f}%  {row['id']}: {row['hypothesis'][:70]!r}")
+
+
+def _write_per_row(report: Any, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "id": [r.item_id for r in report.rows], "wer": [r.wer for r in report.rows],
+        "errors": [r.errors for r in report.rows],
+        "reference_words": [r.reference_words for r in report.rows],
+        "reference": [r.reference for r in report.rows],
+        "hypothesis": [r.hypothesis for r in report.rows],
+    }), path)
+
+
 def _run_transcription(config: TranscribeConfig, show_progress: bool) -> dict[str, Any]:
     from engine.pipeline import transcribe as run
     from engine.progress import Progress
@@ -129,6 +241,8 @@ def _with_flag_hints(message: str) -> str:
         return message + " (raise --max-errors to go on)"
     if "passthrough column" in message:
         return message + " (check --passthrough)"
+    if "pass the manifest that holds it" in message:
+        return message + " (--manifest)"
     return message
 
 

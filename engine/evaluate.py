@@ -36,22 +36,120 @@ def normalizer() -> object:
 
 def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> WerResult:
     """WER over all pairs, both sides normalised; rows whose reference is empty are skipped."""
+    pairs = [(str(n), ref, hyp, "ok") for n, (ref, hyp) in enumerate(zip(references, hypotheses))]
+    return evaluate_pairs(pairs).corpus
+
+
+@dataclass(frozen=True)
+class RowScore:
+    item_id: str
+    errors: int
+    reference_words: int
+    reference: str
+    hypothesis: str
+
+    @property
+    def wer(self) -> float:
+        return 100.0 * self.errors / self.reference_words if self.reference_words else 0.0
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    corpus: WerResult
+    cer: float
+    rows: list[RowScore]
+    skipped: dict[str, int]
+
+    def summary(self, worst: int = 10) -> dict[str, object]:
+        ranked = sorted(self.rows, key=lambda r: (-r.errors, r.item_id))[:worst]
+        return {
+            "wer": round(self.corpus.wer, 3), "cer": round(self.cer, 3),
+            "substitutions": self.corpus.substitutions, "deletions": self.corpus.deletions,
+            "insertions": self.corpus.insertions, "reference_words": self.corpus.reference_words,
+            "rows_evaluated": len(self.rows), "rows_skipped": self.skipped,
+            "worst_rows": [{"id": r.item_id, "wer": round(r.wer, 1), "errors": r.errors,
+                            "reference": r.reference, "hypothesis": r.hypothesis}
+                           for r in ranked],
+        }
+
+
+def evaluate_pairs(pairs: Sequence[tuple[str, str | None, str | None, str]]) -> EvalReport:
+    """Score (id, reference, hypothesis, status) rows; errors and missing references are skipped.
+
+    A row with status `empty` counts with an empty hypothesis: its words are all deletions.
+    """
     import jiwer
 
     normalise = normalizer()
-    refs, hyps = [], []
-    for ref, hyp in zip(references, hypotheses):
-        ref_n = normalise(ANNOTATION.sub(" ", ref))  # type: ignore[operator]
-        if ref_n.strip():
-            refs.append(ref_n)
-            hyps.append(normalise(hyp or "") or "")  # type: ignore[operator]
+    skipped = {"error": 0, "no_reference": 0}
+    refs, hyps, ids = [], [], []
+    for item_id, reference, hypothesis, status in pairs:
+        reference_n = normalise(ANNOTATION.sub(" ", reference or ""))  # type: ignore[operator]
+        if status == "error":
+            skipped["error"] += 1
+        elif not reference_n.strip():
+            skipped["no_reference"] += 1
+        else:
+            ids.append(item_id)
+            refs.append(reference_n)
+            hyps.append(normalise(hypothesis or ""))  # type: ignore[operator]
     if not refs:
-        return WerResult(0.0, 0, 0, 0, 0, 0)
-    hyps = [h if h.strip() else "" for h in hyps]
-    out = jiwer.process_words(refs, hyps)
-    words = out.substitutions + out.deletions + out.hits
-    return WerResult(
-        wer=100.0 * (out.substitutions + out.deletions + out.insertions) / words,
-        substitutions=out.substitutions, deletions=out.deletions,
-        insertions=out.insertions, reference_words=words, rows=len(refs),
-    )
+        return EvalReport(WerResult(0.0, 0, 0, 0, 0, 0), 0.0, [], skipped)
+    words = jiwer.process_words(refs, hyps)
+    rows = [RowScore(item_id, _row_errors(alignment), len(ref.split()), ref, hyp)
+            for item_id, alignment, ref, hyp in zip(ids, words.alignments, refs, hyps)]
+    total = words.substitutions + words.deletions + words.hits
+    corpus = WerResult(100.0 * (words.substitutions + words.deletions + words.insertions) / total,
+                       words.substitutions, words.deletions, words.insertions, total, len(refs))
+    return EvalReport(corpus, 100.0 * jiwer.cer(refs, hyps), rows, skipped)
+
+
+def _row_errors(alignment: Sequence[object]) -> int:
+    """Substitutions + deletions + insertions of one row's jiwer alignment."""
+    errors = 0
+    for chunk in alignment:
+        kind = getattr(chunk, "type")
+        if kind in ("substitute", "delete"):
+            errors += getattr(chunk, "ref_end_idx") - getattr(chunk, "ref_start_idx")
+        elif kind == "insert":
+            errors += getattr(chunk, "hyp_end_idx") - getattr(chunk, "hyp_start_idx")
+    return errors
+
+
+def load_pairs(output_dir: str, reference_column: str,
+               manifest: str | None = None) -> list[tuple[str, str | None, str | None, str]]:
+    """(id, reference, hypothesis, status) per output row.
+
+    References come from the output's passthrough column, or from `manifest` joined on id.
+
+    Raises:
+        ConfigError: no output parts, or the reference column is not there.
+    """
+    import pyarrow.dataset as ds
+
+    from engine.writer import part_files
+
+    parts = part_files(output_dir)
+    if not parts:
+        raise ConfigError(f"{output_dir} holds no transcript parts (part-*.parquet)")
+    output = ds.dataset(parts, format="parquet")
+    if manifest is None:
+        if reference_column not in output.schema.names:
+            raise ConfigError(
+                f"the output has no column {reference_column!r}; pass the manifest that holds "
+                "it, or transcribe with that column passed through")
+        table = output.to_table(columns=["id", reference_column, "text", "status"])
+        return [(r["id"], r[reference_column], r["text"], r["status"]) for r in table.to_pylist()]
+    references = _manifest_references(manifest, reference_column)
+    table = output.to_table(columns=["id", "text", "status"])
+    return [(r["id"], references.get(r["id"]), r["text"], r["status"]) for r in table.to_pylist()]
+
+
+def _manifest_references(manifest: str, column: str) -> dict[str, str | None]:
+    from engine.manifest import open_manifest
+
+    opened = open_manifest(manifest)
+    if column not in opened.schema.names:
+        raise ConfigError(f"manifest {manifest} has no column {column!r}; it has: "
+                          f"{', '.join(opened.schema.names)}")
+    return {item.item_id: item.passthrough[column] for item in opened.items(passthrough=(column,))}

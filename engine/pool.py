@@ -74,7 +74,12 @@ class OrderedPool(Generic[In, Out]):
     def _submit(self, item: In) -> Future[Out]:
         if self._executor is None:
             raise RuntimeError("OrderedPool used outside its `with` block")
-        return self._executor.submit(_call_worker, item)
+        try:
+            return self._executor.submit(_call_worker, item)
+        except BrokenProcessPool as e:  # broke since the last result: handled like the others
+            failed: Future[Out] = Future()
+            failed.set_exception(e)
+            return failed
 
     def map(self, items: Iterable[In]) -> Iterator[Out]:
         if self._executor is None:

@@ -1,0 +1,95 @@
+"""`batchscribe manifest` and `batchscribe eval`, and the loop manifest -> transcribe -> eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+
+
+@pytest.fixture
+def corpus_dir(tmp_path, clips):
+    """Nested folders of real clips, a corrupt file, a sidecar transcript, a LibriSpeech listing."""
+    root = tmp_path / "corpus"
+    by_id = {c["id"]: c for c in clips}
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "libri").mkdir()
+    shutil.copy(by_id["speechbrain_spk1_snt1"]["path"], root / "a" / "child.wav")
+    (root / "a" / "child.txt").write_text(by_id["speechbrain_spk1_snt1"]["reference_text"] + "\n")
+    shutil.copy(by_id["ljspeech_LJ001-0006"]["path"], root / "a" / "b" / "typography.mp3")
+    shutil.copy(by_id["librispeech_61-70968-0000"]["path"], root / "libri" / "61-70968-0000.flac")
+    (root / "libri" / "61-70968.trans.txt").write_text(
+        "61-70968-0000 " + by_id["librispeech_61-70968-0000"]["reference_text"] + "\n")
+    (root / "a" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    (root / "notes.md").write_text("not audio, not matched")
+    return root
+
+
+def test_manifest_of_a_nested_folder(corpus_dir, tmp_path, clips) -> None:
+    out = tmp_path / "m.parquet"
+    result = CliRunner().invoke(cli, ["manifest", str(corpus_dir), "-o", str(out), "--references",
+                                      "--json", "-j", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["files"] == 4 and summary["errors"] == 1 and summary["with_reference"] == 2
+    rows = {r["id"]: r for r in pq.read_table(out).to_pylist()}
+    assert sorted(rows) == ["a/b/typography.mp3", "a/broken.wav", "a/child.wav",
+                            "libri/61-70968-0000.flac"]
+    child = rows["a/child.wav"]
+    assert child["path"] == "corpus/a/child.wav"
+    assert child["duration_s"] == pytest.approx(2.87, abs=0.01)
+    assert (child["sample_rate_hz"], child["channels"], child["format"]) == (16000, 1, "wav")
+    assert child["reference"] == "THE CHILD ALMOST HURT THE SMALL DOG" and child["error"] is None
+    mp3 = rows["a/b/typography.mp3"]
+    assert mp3["duration_s"] == pytest.approx(5.68, abs=0.1) and mp3["sample_rate_hz"] == 22050
+    assert rows["libri/61-70968-0000.flac"]["reference"].startswith("HE BEGAN")
+    assert rows["a/broken.wav"]["error"] and rows["a/broken.wav"]["duration_s"] is None
+
+
+def test_include_and_exclude_globs(corpus_dir, tmp_path) -> None:
+    out = tmp_path / "m.parquet"
+    result = CliRunner().invoke(cli, ["manifest", str(corpus_dir), "-o", str(out),
+                                      "--include", "*.wav", "--exclude", "a/broken*"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("id").to_pylist() == ["a/child.wav"]
+
+
+def test_manifest_then_transcribe_then_eval(corpus_dir, tmp_path, model_path) -> None:
+    manifest = tmp_path / "m.parquet"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["manifest", str(corpus_dir), "-o", str(manifest),
+                               "--references"]).exit_code == 0
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["transcribe", str(manifest), "-o", str(out), "-j", "0",
+                                 "--passthrough", "reference"])
+    assert result.exit_code == 3, result.output  # the broken file is an error row
+    result = runner.invoke(cli, ["eval", str(out), "--reference-column", "reference", "--json",
+                                 "--per-row", str(tmp_path / "wer.parquet")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rows_evaluated"] == 2
+    assert report["rows_skipped"] == {"error": 1, "no_reference": 1}
+    assert 0.0 <= report["wer"] <= 15.0  # tiny.en on these two clean clips
+    per_row = pq.read_table(tmp_path / "wer.parquet").to_pylist()
+    assert {r["id"] for r in per_row} == {"a/child.wav", "libri/61-70968-0000.flac"}
+    # references can also come from the manifest, joined on id
+    result = runner.invoke(cli, ["eval", str(out), "--reference-column", "reference",
+                                 "--manifest", str(manifest), "--json"])
+    assert json.loads(result.stdout)["wer"] == report["wer"]
+
+
+def test_eval_names_a_missing_reference_column(tmp_path, write_manifest, clips,
+                                               model_path) -> None:
+    manifest = write_manifest({"path": [clips[0]["path"]]})
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["transcribe", manifest, "-o", str(out), "-j", "0"]
+                              ).exit_code == 0
+    result = CliRunner().invoke(cli, ["eval", str(out), "--reference-column", "reference"])
+    assert result.exit_code == 1
+    assert "no column 'reference'" in result.output and "--manifest" in result.output
