@@ -162,6 +162,68 @@ def manifest(audio_dir: str, output: str, include: tuple[str, ...], exclude: tup
                    f"unreadable; {formats or 'no files'} -> {output}", err=True)
 
 
+@cli.command()
+@click.argument("source")
+@click.argument("output", type=click.Path(file_okay=False))
+@click.option("--quantization", type=click.Choice(
+    ["int8", "int8_float16", "int8_bfloat16", "float16", "bfloat16", "float32"]),
+    default="float16", show_default=True, help="Weight type of the converted model.")
+@click.option("--tokenizer-from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder with the tokenizer, when SOURCE (a checkpoint-N folder) lacks it.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists (atomically).")
+@click.option("--verify", is_flag=True,
+              help="Check the converted model's logits against the checkpoint's, step by step.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON on stdout.")
+def convert(source: str, output: str, quantization: str, tokenizer_from: str | None,
+            force: bool, verify: bool, as_json: bool) -> None:
+    """Convert a Hugging Face Whisper checkpoint SOURCE into a CTranslate2 model in OUTPUT.
+
+    SOURCE is a local folder: a save_pretrained output, a sharded checkpoint, or a Trainer
+    checkpoint-N folder (its tokenizer is looked for in the run folder above it). Needs the
+    convert extra (torch, transformers).
+
+    \b
+    Example:
+      batchscribe convert runs/whisper-ft/checkpoint-2000 models/ft-int8 --quantization int8
+    """
+    from converters import convert as run_conversion
+
+    try:
+        metadata = run_conversion(source, output, quantization, force=force,
+                                  tokenizer_from=tokenizer_from)
+        if verify:
+            metadata["parity"] = _verify(output, metadata["source"], quantization)
+    except EngineError as e:
+        raise click.ClickException(_with_flag_hints(str(e))) from e
+    if as_json:
+        click.echo(json.dumps(metadata, indent=2, sort_keys=True))
+    else:
+        click.echo(f"{metadata['source']} -> {output} ({quantization}, {metadata['n_mels']} mel "
+                   f"bins, {metadata['decoder_layers']} decoder layers, vocabulary "
+                   f"{metadata['vocab_size']})", err=True)
+        if verify:
+            click.echo(f"parity: {metadata['parity']}", err=True)
+    if verify and not metadata["parity"]["passed"]:
+        sys.exit(1)
+
+
+def _verify(output: str, source: str, quantization: str) -> dict[str, Any]:
+    from converters.parity import check_parity
+
+    compute_type = "float32" if quantization == "float32" else "int8" if "int8" in quantization \
+        else "float32"
+    report = check_parity(output, source, compute_type=compute_type)
+    exact = quantization == "float32"
+    # float32 must match to 1e-3 with the same greedy choice at every step; quantized weights
+    # differ by rounding, so for them the check is that the model loads and decodes, and the
+    # closeness is reported
+    return {"check": "exact: logits within 1e-3, same argmax" if exact else
+            "loads and decodes; closeness reported",
+            "steps": report.steps, "argmax_agree": report.argmax_agree,
+            "max_abs_diff": round(report.max_abs_diff, 6),
+            "passed": report.passes(1e-3) if exact else report.steps > 0}
+
+
 def _counter(enabled: bool, unit: str) -> Any:
     from tqdm import tqdm
 
@@ -241,6 +303,10 @@ def _with_flag_hints(message: str) -> str:
         return message + " (raise --max-errors to go on)"
     if "passthrough column" in message:
         return message + " (check --passthrough)"
+    if "give the folder that holds it" in message:
+        return message + " (--tokenizer-from)"
+    if "overwrite it" in message:
+        return message + " (--force)"
     if "pass the manifest that holds it" in message:
         return message + " (--manifest)"
     return message
