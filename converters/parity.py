@@ -58,14 +58,15 @@ def check_parity(ct2_model_dir: str, hf_source: str, steps: int = 12, seed: int 
     prompt = decode_prompt(runner)
     tokens, ct2_logits = ct2_greedy(runner, features, prompt, steps)
 
-    hf = WhisperForConditionalGeneration.from_pretrained(hf_source, dtype=torch.float32).eval()
+    hf: Any = WhisperForConditionalGeneration.from_pretrained(hf_source, dtype=torch.float32)
+    hf.eval()
     with torch.no_grad():
         out = hf(input_features=torch.from_numpy(features),
                  decoder_input_ids=torch.tensor([prompt + tokens[:-1]]))
     hf_logits = out.logits[0, len(prompt) - 1:].numpy()
 
     worst, agree = 0.0, 0
-    for step, (ours, theirs) in enumerate(zip(ct2_logits, hf_logits)):
+    for step, (ours, theirs) in enumerate(zip(ct2_logits, hf_logits, strict=True)):
         allowed = np.isfinite(ours) & (ours > -1e9)
         worst = max(worst, float(np.abs(ours[allowed] - theirs[allowed]).max()))
         candidates = np.flatnonzero(allowed)

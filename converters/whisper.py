@@ -92,7 +92,7 @@ class WhisperConverter(Converter):
         shapes: dict[str, list[int]] = {}
         for path in files:
             with safe_open(path, framework="pt") as f:
-                for key in f.keys():
+                for key in f:
                     shapes[key.removeprefix("model.")] = list(f.get_slice(key).get_shape())
         c = self.config
         expected = {
@@ -125,8 +125,8 @@ class WhisperConverter(Converter):
         from transformers import WhisperFeatureExtractor
 
         preprocessor = self._preprocessor_config() or {}
-        extractor = WhisperFeatureExtractor(**{**preprocessor,
-                                               "feature_size": self.config["num_mel_bins"]})
+        extractor = WhisperFeatureExtractor(  # type: ignore[no-untyped-call]
+            **{**preprocessor, "feature_size": self.config["num_mel_bins"]})
         extractor.to_json_file(os.path.join(folder, "preprocessor_config.json"))
         heads_source = fix_alignment_heads(folder, self.config)
         fix_language_ids(folder, tokenizer, self.config["vocab_size"] >= 51865)
@@ -137,8 +137,9 @@ class WhisperConverter(Converter):
         from transformers import WhisperForConditionalGeneration
 
         try:
-            model, info = WhisperForConditionalGeneration.from_pretrained(
+            loaded: Any = WhisperForConditionalGeneration.from_pretrained(
                 self.source, output_loading_info=True, dtype=torch.float32)
+            model, info = loaded
         except (OSError, RuntimeError, ValueError) as e:
             raise ConversionError(f"cannot load the weights of {self.source}: "
                                   f"{str(e).splitlines()[0][:300]}") from e
@@ -212,7 +213,7 @@ def _version(name: str) -> str:
 
 
 def _load_tokenizer(folder: str) -> Any:
-    from transformers import WhisperTokenizerFast
+    from transformers import WhisperTokenizerFast  # type: ignore[attr-defined]
 
     return WhisperTokenizerFast.from_pretrained(folder)
 

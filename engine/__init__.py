@@ -5,11 +5,22 @@
 """
 
 from engine.config import (
-    BatchConfig, DecodeConfig, ModelConfig, RunConfig, TranscribeConfig, VadConfig,
+    BatchConfig,
+    DecodeConfig,
+    ModelConfig,
+    RunConfig,
+    TranscribeConfig,
+    VadConfig,
 )
 from engine.errors import (
-    AudioDecodeError, ConfigError, ConversionError, EngineError, ManifestError, ModelLoadError,
-    OutputError, TooManyErrors,
+    AudioDecodeError,
+    ConfigError,
+    ConversionError,
+    EngineError,
+    ManifestError,
+    ModelLoadError,
+    OutputError,
+    TooManyErrors,
 )
 from engine.pipeline import transcribe
 

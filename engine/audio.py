@@ -83,7 +83,8 @@ def _read_soundfile(source: BinaryIO, sample_rate_hz: int) -> np.ndarray | None:
         data = f.read(dtype="float32", always_2d=True)
     if data.shape[0] < expected:
         raise TruncatedAudio(f"truncated: header promises {expected} frames, found {data.shape[0]}")
-    return data.mean(axis=1, dtype=np.float32)
+    mono: np.ndarray = data.mean(axis=1, dtype=np.float32)
+    return mono
 
 
 def _check_wav_complete(info: str) -> None:

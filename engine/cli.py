@@ -13,8 +13,16 @@ from typing import Any
 import click
 
 from engine.config import (
-    COMPUTE_TYPES, DEVICES, TASKS, BatchConfig, DecodeConfig, ModelConfig, RunConfig,
-    TranscribeConfig, VadConfig, default_workers,
+    COMPUTE_TYPES,
+    DEVICES,
+    TASKS,
+    BatchConfig,
+    DecodeConfig,
+    ModelConfig,
+    RunConfig,
+    TranscribeConfig,
+    VadConfig,
+    default_workers,
 )
 from engine.errors import EngineError
 
@@ -77,7 +85,8 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def transcribe(manifest: str, output: str, model: str | None, device: str, compute_type: str,
-               replicas: int | None, cpu_threads: int, batch_size: int | None, workers: int, vad: bool,
+               replicas: int | None, cpu_threads: int, batch_size: int | None, workers: int,
+               vad: bool,
                language: str | None, task: str, beam_size: int, initial_prompt: str | None,
                without_timestamps: bool, passthrough: tuple[str, ...], shard: tuple[int, int],
                max_errors: int | None, rows_per_part: int, as_json: bool, quiet: bool) -> None:

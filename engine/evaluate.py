@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import ConfigError
 
@@ -36,7 +37,8 @@ def normalizer() -> object:
 
 def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> WerResult:
     """WER over all pairs, both sides normalised; rows whose reference is empty are skipped."""
-    pairs = [(str(n), ref, hyp, "ok") for n, (ref, hyp) in enumerate(zip(references, hypotheses))]
+    pairs = [(str(n), ref, hyp, "ok")
+             for n, (ref, hyp) in enumerate(zip(references, hypotheses, strict=True))]
     return evaluate_pairs(pairs).corpus
 
 
@@ -97,22 +99,22 @@ def evaluate_pairs(pairs: Sequence[tuple[str, str | None, str | None, str]]) -> 
         return EvalReport(WerResult(0.0, 0, 0, 0, 0, 0), 0.0, [], skipped)
     words = jiwer.process_words(refs, hyps)
     rows = [RowScore(item_id, _row_errors(alignment), len(ref.split()), ref, hyp)
-            for item_id, alignment, ref, hyp in zip(ids, words.alignments, refs, hyps)]
+            for item_id, alignment, ref, hyp
+            in zip(ids, words.alignments, refs, hyps, strict=True)]
     total = words.substitutions + words.deletions + words.hits
     corpus = WerResult(100.0 * (words.substitutions + words.deletions + words.insertions) / total,
                        words.substitutions, words.deletions, words.insertions, total, len(refs))
     return EvalReport(corpus, 100.0 * jiwer.cer(refs, hyps), rows, skipped)
 
 
-def _row_errors(alignment: Sequence[object]) -> int:
+def _row_errors(alignment: Sequence[Any]) -> int:
     """Substitutions + deletions + insertions of one row's jiwer alignment."""
     errors = 0
     for chunk in alignment:
-        kind = getattr(chunk, "type")
-        if kind in ("substitute", "delete"):
-            errors += getattr(chunk, "ref_end_idx") - getattr(chunk, "ref_start_idx")
-        elif kind == "insert":
-            errors += getattr(chunk, "hyp_end_idx") - getattr(chunk, "hyp_start_idx")
+        if chunk.type in ("substitute", "delete"):
+            errors += chunk.ref_end_idx - chunk.ref_start_idx
+        elif chunk.type == "insert":
+            errors += chunk.hyp_end_idx - chunk.hyp_start_idx
     return errors
 
 

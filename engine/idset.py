@@ -14,7 +14,8 @@ import numpy as np
 
 def id_hash(item_id: str) -> int:
     """The 64-bit digest of an id, the same on every machine and run."""
-    return int.from_bytes(hashlib.blake2b(item_id.encode("utf-8"), digest_size=8).digest(), "little")
+    digest = hashlib.blake2b(item_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 def hash_ids(ids: Iterable[str]) -> np.ndarray:

@@ -116,7 +116,7 @@ class Manifest:
             rows = batch.to_pylist()
             ids = [_row_id(row, path, offset) for offset, row in enumerate(rows)]
             done = skip.contains(ids) if skip is not None else np.zeros(len(ids), dtype=bool)
-            for row, item_id, is_done in zip(rows, ids, done):
+            for row, item_id, is_done in zip(rows, ids, done, strict=True):
                 if is_done or not in_shard(item_id, shard):
                     continue
                 yield _make_item(row, item_id, os.path.dirname(os.path.abspath(path)), passthrough)

@@ -167,7 +167,7 @@ def with_languages(prepared: Iterable[PreparedItem | ItemError], runner: ModelRu
 
     def detect() -> Iterator[PreparedItem]:
         found = runner.detect_languages([p.chunks[0] for p in waiting])
-        for p, (language, probability) in zip(waiting, found):
+        for p, (language, probability) in zip(waiting, found, strict=True):
             yield replace(p, language=language, language_probability=probability)
         waiting.clear()
 
@@ -179,7 +179,8 @@ def with_languages(prepared: Iterable[PreparedItem | ItemError], runner: ModelRu
         if language is not None or not runner.is_multilingual:
             problem = _language_problem(runner, language or "en", p.item.task)
             if problem:
-                yield ItemError(p.item, "options", "ConfigError", f"row {p.item.item_id}: {problem}")
+                yield ItemError(p.item, "options", "ConfigError",
+                                f"row {p.item.item_id}: {problem}")
             else:
                 yield replace(p, language=language or "en", language_probability=1.0)
         elif not p.chunks:

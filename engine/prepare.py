@@ -38,7 +38,8 @@ class Preparer:
         duration_s = samples.size / SAMPLE_RATE_HZ
         spans = self._detector.detect(samples)
         chunks = tuple(
-            Chunk(item.item_id, index, _to_source(group, item), self._features(_cut(samples, group)))
+            Chunk(item.item_id, index, _to_source(group, item),
+                  self._features(_cut(samples, group)))
             for index, group in enumerate(plan_chunks(spans))
         )
         speech_s = sum(chunk.duration_s for chunk in chunks)

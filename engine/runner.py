@@ -186,7 +186,7 @@ class ModelRunner:
         begin = self.tokenizer().timestamp_begin
         if not (d.tokens[-1] >= begin and d.tokens[-2] >= begin):
             return None
-        last_s = (d.tokens[-1] - begin) * TIME_PRECISION_S
+        last_s = float((d.tokens[-1] - begin) * TIME_PRECISION_S)
         if last_s <= 0 or d.request.chunk.duration_s - last_s < MIN_TAIL_S:
             return None
         return last_s
@@ -196,7 +196,8 @@ class ModelRunner:
         temperature = self.decode.temperatures[0]
         results = self._generate(requests, temperature, asynchronous=False)
         return self.with_fallback(
-            [self.to_decoded(r, res, temperature) for r, res in zip(requests, results)])
+            [self.to_decoded(r, res, temperature)
+             for r, res in zip(requests, results, strict=True)])
 
     def with_fallback(self, decoded: list[Decoded]) -> list[Decoded]:
         failed = [d for d in decoded if self.needs_fallback(d)]
@@ -218,7 +219,7 @@ class ModelRunner:
                                                    r.prompt_tokens)))
             if not todo:
                 break
-            for (run, _), d in zip(todo, self.decode_now([req for _, req in todo])):
+            for (run, _), d in zip(todo, self.decode_now([req for _, req in todo]), strict=True):
                 run.append(d)
         return runs
 
@@ -232,7 +233,7 @@ class ModelRunner:
             requests = [d.request for d in todo]
             results = self._generate(requests, temperature, asynchronous=False)
             todo = []
-            for request, result in zip(requests, results):
+            for request, result in zip(requests, results, strict=True):
                 attempt = self.to_decoded(request, result, temperature)
                 best[id(request)] = _better(best[id(request)], attempt, self.decode)
                 if self.needs_fallback(attempt):
@@ -266,6 +267,6 @@ class PendingBatch:
         temperature = self._runner.decode.temperatures[0]
         decoded = [
             self._runner.to_decoded(r, h.result(), temperature)
-            for r, h in zip(self.requests, self._handles)
+            for r, h in zip(self.requests, self._handles, strict=True)
         ]
         return self._runner.continue_tails(self._runner.with_fallback(decoded))

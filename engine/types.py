@@ -6,7 +6,7 @@ Times are in seconds (`_s`), sample counts in samples; every stage boundary uses
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
@@ -150,4 +150,4 @@ class ItemError:
     message: str
 
 
-Outcome = Union[ItemResult, ItemError]
+Outcome = ItemResult | ItemError

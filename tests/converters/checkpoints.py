@@ -71,7 +71,10 @@ def build(name: str, folder: str, work: str, with_tokenizer: bool = True,
     """Save a random checkpoint of architecture `name` into `folder`."""
     import torch
     from transformers import (
-        GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
         WhisperTokenizerFast,
     )
 

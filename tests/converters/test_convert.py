@@ -10,9 +10,9 @@ from checkpoints import ARCHITECTURES, build, trainer_checkpoint
 
 from converters import convert
 from converters.parity import check_parity
+from engine.config import DecodeConfig, ModelConfig
 from engine.errors import ConversionError
 from engine.runner import ModelRunner
-from engine.config import DecodeConfig, ModelConfig
 
 
 @pytest.fixture(scope="module")
