@@ -27,6 +27,16 @@ from engine.writer import PartWriter, output_schema
 
 
 @dataclass
+class Timings:
+    """Where the time went: CPU stage work (summed over workers) and waiting for the model."""
+
+    prepare_cpu_s: float = 0.0
+    model_wait_s: float = 0.0
+    batches: int = 0
+    chunks: int = 0
+
+
+@dataclass
 class RunSummary:
     """What a run did; written to run.json and printed by `--json`."""
 
@@ -36,6 +46,7 @@ class RunSummary:
     wall_s: float = 0.0
     skipped_done: int = 0
     stopped: str | None = None
+    timings: Timings = field(default_factory=Timings)
 
     def add(self, outcome: Outcome) -> None:
         if isinstance(outcome, ItemError):
@@ -85,7 +96,7 @@ def transcribe(config: TranscribeConfig,
     try:
         with OrderedPool(partial(Preparer, config.vad, runner.n_mels), config.run.workers,
                          on_crash=worker_crashed) as pool:
-            for outcome in decode_stream(pool.map(items), runner, config):
+            for outcome in decode_stream(pool.map(items), runner, config, summary.timings):
                 writer.write(outcome)
                 summary.add(outcome)
                 if on_outcome is not None:
@@ -115,15 +126,21 @@ def worker_crashed(item: AudioItem) -> ItemError:
 
 
 def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRunner,
-                  config: TranscribeConfig) -> Iterator[Outcome]:
+                  config: TranscribeConfig, timings: Timings | None = None) -> Iterator[Outcome]:
     """Batch chunks across items, decode them asynchronously, and yield finished rows."""
     batcher = Batcher(config.batch)
     collector = Collector()
     in_flight: deque[PendingBatch] = deque()
     max_in_flight = runner.replicas + 1
+    timings = timings or Timings()
 
     def drain(batch: PendingBatch) -> Iterator[ItemResult]:
-        for decodes in batch.wait():
+        started = time.monotonic()
+        results = batch.wait()
+        timings.model_wait_s += time.monotonic() - started
+        timings.batches += 1
+        timings.chunks += len(results)
+        for decodes in results:
             segments = []
             for decoded in decodes:
                 if not is_silence(decoded, config.decode.no_speech_threshold,
@@ -142,6 +159,7 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         if isinstance(p, ItemError):
             yield p
             continue
+        timings.prepare_cpu_s += p.prepare_s
         if not p.chunks:
             yield finish(p, [])
             continue
@@ -241,6 +259,7 @@ def build_report(config: TranscribeConfig, runner: ModelRunner,
         "wall_s": round(summary.wall_s, 3),
         "audio_s_per_s": round(summary.audio_s / summary.wall_s, 2) if summary.wall_s else 0.0,
         "stopped": summary.stopped,
+        "timings": {k: round(v, 3) for k, v in asdict(summary.timings).items()},
     }
 
 

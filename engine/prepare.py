@@ -6,6 +6,8 @@ and reuses it for every item it receives.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from engine.audio import SAMPLE_RATE_HZ, decode
@@ -34,6 +36,7 @@ class Preparer:
             return ItemError(item, "prepare", type(e).__name__, f"{item.source}: {e}")
 
     def _prepare(self, item: AudioItem) -> PreparedItem:
+        started = time.perf_counter()
         samples = decode(item)
         duration_s = samples.size / SAMPLE_RATE_HZ
         spans = self._detector.detect(samples)
@@ -43,7 +46,8 @@ class Preparer:
             for index, group in enumerate(plan_chunks(spans))
         )
         speech_s = sum(chunk.duration_s for chunk in chunks)
-        return PreparedItem(item, duration_s, speech_s, chunks)
+        return PreparedItem(item, duration_s, speech_s, chunks,
+                            prepare_s=time.perf_counter() - started)
 
 
 def _cut(samples: np.ndarray, spans: tuple[SpeechSpan, ...]) -> np.ndarray:

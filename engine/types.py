@@ -92,6 +92,7 @@ class PreparedItem:
     chunks: tuple[Chunk, ...]
     language: str | None = None  # set by the language stage when the model detects it
     language_probability: float | None = None
+    prepare_s: float = 0.0  # worker time spent decoding, detecting speech, computing features
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,171 @@
+"""GPU benchmark: faster-whisper's BatchedInferencePipeline vs `batchscribe transcribe`.
+
+Runs on the lent GPU machine after `. bench/gpu_setup.sh` (see bench/gpu_carry.sh):
+
+    python3 bench/gpu.py --model /tmp/bs/base --corpus /tmp/bs/corpus --repeat 20 --out $OUT
+
+(a) faster-whisper BatchedInferencePipeline, one file at a time, audio decoded beforehand (not
+timed), float16; (b) batchscribe transcribe, decoding included, for each configuration of the
+sweep. GPU busy = mean NVML utilisation while the system runs. Texts are written to --out so that
+WER is computed off the machine (bench/gpu_wer.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import click
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import load_corpus  # noqa: E402
+
+
+class GpuSampler:
+    """Mean GPU utilisation (NVML) between start and stop, all GPUs averaged."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
+                         for i in range(pynvml.nvmlDeviceGetCount())]
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GpuSampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rates = [self._nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles]
+            self._samples.append(sum(rates) / len(rates))
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def busy(self) -> float:
+        return sum(self._samples) / max(1, len(self._samples)) / 100.0
+
+
+def run_faster_whisper(model_path: str, rows: list[dict[str, str]], batch_size: int,
+                       compute_type: str) -> tuple[dict[str, str], float, float]:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from faster_whisper.audio import decode_audio
+
+    model = WhisperModel(model_path, device="cuda", compute_type=compute_type)
+    pipeline = BatchedInferencePipeline(model)
+    audio = {path: decode_audio(path) for path in {r["path"] for r in rows}}
+    pipeline.transcribe(next(iter(audio.values())), batch_size=batch_size)  # warm-up
+    texts, audio_s = {}, 0.0
+    with GpuSampler() as gpu:
+        started = time.monotonic()
+        for row in rows:
+            segments, info = pipeline.transcribe(audio[row["path"]], batch_size=batch_size)
+            texts[row["id"]] = "".join(s.text for s in segments).strip()
+            audio_s += info.duration
+        elapsed = time.monotonic() - started
+    return texts, audio_s / elapsed, gpu.busy
+
+
+def run_engine(manifest: str, out: str, options: list[str]) -> tuple[dict, float, float]:
+    cmd = [sys.executable, "-m", "engine", "transcribe", manifest, "-o", out, "-q", "--json",
+           "--device", "cuda", *options]
+    with GpuSampler() as gpu:
+        started = time.monotonic()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        elapsed = time.monotonic() - started
+    if done.returncode not in (0, 3):
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
+    report = json.loads(done.stdout)
+    return report, report["audio_hours"] * 3600 / elapsed, gpu.busy
+
+
+def read_texts(folder: str) -> dict[str, str]:
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(folder, format="parquet", exclude_invalid_files=True).to_table(
+        columns=["id", "text"])
+    return {r["id"]: r["text"] or "" for r in table.to_pylist()}
+
+
+SWEEP = [
+    "--batch-size 16 --replicas 4 -j 8",
+    "--batch-size 8 --replicas 4 -j 8",
+    "--batch-size 32 --replicas 4 -j 8",
+    "--batch-size 16 --replicas 2 -j 8",
+    "--batch-size 16 --replicas 8 -j 8",
+    "--batch-size 16 --replicas 4 -j 4",
+    "--batch-size 16 --replicas 4 -j 12",
+    "--batch-size 16 --replicas 4 -j 8 --compute-type int8_float16",
+]
+
+
+@click.command()
+@click.option("--model", required=True)
+@click.option("--corpus", required=True)
+@click.option("--repeat", default=20, show_default=True)
+@click.option("--out", required=True)
+@click.option("--sweep", default=len(SWEEP), show_default=True, help="How many sweep points.")
+@click.option("--beam-size", default=5, show_default=True)
+def main(model: str, corpus: str, repeat: int, out: str, sweep: int, beam_size: int) -> None:
+    rows = [dict(r, id=f"{r['id']}#{k}") for k in range(repeat) for r in load_corpus(corpus)]
+    work = "/tmp/bs/work"
+    os.makedirs(work, exist_ok=True)
+    manifest = os.path.join(work, "manifest.parquet")
+    pq.write_table(pa.table({"id": [r["id"] for r in rows], "path": [r["path"] for r in rows]}),
+                   manifest)
+    total_s = sum(float(r["duration_s"]) for r in rows)
+    results: list[dict] = []
+    texts, speed, busy = run_faster_whisper(model, rows, 8, "float16")
+    results.append({"system": "(a) faster-whisper BatchedInferencePipeline, batch 8, float16, "
+                    "pre-decoded", "speed": speed, "gpu_busy": busy})
+    _dump(out, "texts_fw.json", texts)
+    print(f"corpus {len(rows)} files, {total_s:.0f} s; (a) {speed:.0f}x, GPU busy {busy:.0%}",
+          flush=True)
+    for n, options in enumerate(SWEEP[:sweep]):
+        folder = os.path.join(work, f"out{n}")
+        report, speed, busy = run_engine(
+            manifest, folder, [*options.split(), "--model", model, "--beam-size", str(beam_size)])
+        results.append({"system": f"(b) batchscribe {options}", "speed": speed,
+                        "gpu_busy": busy, "timings": report["timings"],
+                        "wall_s": report["wall_s"], "counts": report["counts"]})
+        print(f"(b) {options}: {speed:.0f}x, GPU busy {busy:.0%}, {report['timings']}",
+              flush=True)
+        if n == 0:
+            _dump(out, "texts_engine.json", read_texts(folder))
+    _dump(out, "gpu_results.json", {"total_audio_s": total_s, "results": results,
+                                    "device": _device_name()})
+    print("\n| system | audio-s/s | GPU busy |\n| --- | --- | --- |")
+    for r in results:
+        print(f"| {r['system']} | {r['speed']:.0f} | {r['gpu_busy']:.0%} |")
+
+
+def _device_name() -> str:
+    import pynvml
+
+    pynvml.nvmlInit()
+    return str(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0)))
+
+
+def _dump(folder: str, name: str, payload: object) -> None:
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+        json.dump(payload, f)
+
+
+if __name__ == "__main__":
+    main()
