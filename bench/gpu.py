@@ -104,14 +104,14 @@ def read_texts(folder: str) -> dict[str, str]:
 
 
 SWEEP = [
-    "--batch-size 16 --replicas 4 -j 8",
-    "--batch-size 8 --replicas 4 -j 8",
-    "--batch-size 32 --replicas 4 -j 8",
-    "--batch-size 16 --replicas 2 -j 8",
-    "--batch-size 16 --replicas 8 -j 8",
-    "--batch-size 16 --replicas 4 -j 4",
-    "--batch-size 16 --replicas 4 -j 12",
-    "--batch-size 16 --replicas 4 -j 8 --compute-type int8_float16",
+    "--beam-size 5 --batch-size 16 --replicas 4 -j 8",
+    "--beam-size 5 --batch-size 16 --replicas 8 -j 8",
+    "--beam-size 5 --batch-size 8 --replicas 8 -j 12",
+    "--beam-size 1 --batch-size 16 --replicas 8 -j 8",
+    "--beam-size 1 --batch-size 32 --replicas 4 -j 8",
+    "--beam-size 1 --batch-size 16 --replicas 8 -j 12",
+    "--beam-size 5 --batch-size 16 --replicas 8 -j 8 --compute-type int8_float16",
+    "--beam-size 1 --batch-size 16 --replicas 8 -j 12 --compute-type int8_float16",
 ]
 
 
@@ -121,8 +121,8 @@ SWEEP = [
 @click.option("--repeat", default=20, show_default=True)
 @click.option("--out", required=True)
 @click.option("--sweep", default=len(SWEEP), show_default=True, help="How many sweep points.")
-@click.option("--beam-size", default=5, show_default=True)
-def main(model: str, corpus: str, repeat: int, out: str, sweep: int, beam_size: int) -> None:
+@click.option("--baseline/--no-baseline", default=True, help="Run (a) too.")
+def main(model: str, corpus: str, repeat: int, out: str, sweep: int, baseline: bool) -> None:
     rows = [dict(r, id=f"{r['id']}#{k}") for k in range(repeat) for r in load_corpus(corpus)]
     work = "/tmp/bs/work"
     os.makedirs(work, exist_ok=True)
@@ -131,23 +131,23 @@ def main(model: str, corpus: str, repeat: int, out: str, sweep: int, beam_size: 
                    manifest)
     total_s = sum(float(r["duration_s"]) for r in rows)
     results: list[dict] = []
-    texts, speed, busy = run_faster_whisper(model, rows, 8, "float16")
-    results.append({"system": "(a) faster-whisper BatchedInferencePipeline, batch 8, float16, "
-                    "pre-decoded", "speed": speed, "gpu_busy": busy})
-    _dump(out, "texts_fw.json", texts)
-    print(f"corpus {len(rows)} files, {total_s:.0f} s; (a) {speed:.0f}x, GPU busy {busy:.0%}",
-          flush=True)
+    texts: dict[str, dict[str, str]] = {}
+    print(f"corpus {len(rows)} files, {total_s:.0f} s", flush=True)
+    if baseline:
+        label = "(a) faster-whisper BatchedInferencePipeline, batch 8, float16, pre-decoded"
+        texts[label], speed, busy = run_faster_whisper(model, rows, 8, "float16")
+        results.append({"system": label, "speed": speed, "gpu_busy": busy})
+        print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}", flush=True)
     for n, options in enumerate(SWEEP[:sweep]):
         folder = os.path.join(work, f"out{n}")
-        report, speed, busy = run_engine(
-            manifest, folder, [*options.split(), "--model", model, "--beam-size", str(beam_size)])
-        results.append({"system": f"(b) batchscribe {options}", "speed": speed,
-                        "gpu_busy": busy, "timings": report["timings"],
-                        "wall_s": report["wall_s"], "counts": report["counts"]})
-        print(f"(b) {options}: {speed:.0f}x, GPU busy {busy:.0%}, {report['timings']}",
-              flush=True)
-        if n == 0:
-            _dump(out, "texts_engine.json", read_texts(folder))
+        report, speed, busy = run_engine(manifest, folder, [*options.split(), "--model", model])
+        label = f"(b) batchscribe {options}"
+        results.append({"system": label, "speed": speed, "gpu_busy": busy,
+                        "timings": report["timings"], "wall_s": report["wall_s"],
+                        "counts": report["counts"]})
+        texts[label] = read_texts(folder)
+        print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}, {report['timings']}", flush=True)
+    _dump(out, "gpu_texts.json", texts)
     _dump(out, "gpu_results.json", {"total_audio_s": total_s, "results": results,
                                     "device": _device_name()})
     print("\n| system | audio-s/s | GPU busy |\n| --- | --- | --- |")

@@ -92,7 +92,7 @@ class WhisperConverter(Converter):
         shapes: dict[str, list[int]] = {}
         for path in files:
             with safe_open(path, framework="pt") as f:
-                for key in f:
+                for key in f.keys():  # noqa: SIM118 (a safe_open handle is not iterable)
                     shapes[key.removeprefix("model.")] = list(f.get_slice(key).get_shape())
         c = self.config
         expected = {
