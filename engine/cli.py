@@ -12,31 +12,11 @@ from typing import Any
 
 import click
 
-from engine.config import (
-    COMPUTE_TYPES,
-    DEVICES,
-    TASKS,
-    BatchConfig,
-    DecodeConfig,
-    ModelConfig,
-    RunConfig,
-    TranscribeConfig,
-    VadConfig,
-    default_workers,
-)
+from engine.config import TranscribeConfig
 from engine.errors import EngineError
+from engine.options import click_options, from_cli
 
 EXIT_ITEM_ERRORS = 3
-
-
-def _parse_shard(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
-    try:
-        index, count = (int(v) for v in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not I/N (for example 0/4)") from None
-    if count < 1 or not 0 <= index < count:
-        raise click.BadParameter(f"{value!r}: need 0 <= I < N")
-    return index, count
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,65 +29,52 @@ def cli() -> None:
 @click.argument("manifest")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Output folder (Parquet parts + run.json); rerun into it to resume.")
-@click.option("--model", default=None,
-              help="CTranslate2 Whisper model folder or faster-whisper model name "
-                   "[default: bundled tiny.en].")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--compute-type", type=click.Choice(COMPUTE_TYPES), default="auto",
-              show_default=True, help="auto: int8 on CPU, float16 on CUDA.")
-@click.option("--replicas", type=click.IntRange(min=1), default=None,
-              help="Model replicas decoding concurrently [default: 2 on CPU, 4 per GPU].")
-@click.option("--cpu-threads", type=click.IntRange(min=0), default=0,
-              help="Threads per replica on CPU [default: cores / replicas].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Speech chunks (from any files) per model call [default: 4 on CPU, 16 on "
-                   "CUDA].")
-@click.option("-j", "--workers", type=click.IntRange(min=0), default=default_workers(),
-              show_default=True, help="Decode/VAD processes (0: in the main process).")
-@click.option("--vad/--no-vad", default=True, show_default=True,
-              help="Drop silence with Silero VAD before the model.")
-@click.option("--language", default=None,
-              help="Language code for rows without one [default: detect per file].")
-@click.option("--task", type=click.Choice(TASKS), default="transcribe", show_default=True)
-@click.option("--beam-size", type=click.IntRange(min=1), default=5, show_default=True,
-              help="1 for greedy search.")
-@click.option("--initial-prompt", default=None, help="Text prompt before every chunk.")
-@click.option("--without-timestamps", is_flag=True,
-              help="Decode without timestamp tokens (one segment per chunk).")
-@click.option("--passthrough", multiple=True, help="Manifest column to copy to the output "
-              "(repeatable).")
-@click.option("--shard", default="0/1", callback=_parse_shard, show_default=True,
-              help="Take only shard I of N (by id hash), for many machines.")
-@click.option("--max-errors", type=click.IntRange(min=0), default=None,
-              help="Stop once more than N rows have failed [default: never].")
-@click.option("--rows-per-part", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Rows per output Parquet part (a crash loses at most one part's rows).")
+@click_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def transcribe(manifest: str, output: str, model: str | None, device: str, compute_type: str,
-               replicas: int | None, cpu_threads: int, batch_size: int | None, workers: int,
-               vad: bool,
-               language: str | None, task: str, beam_size: int, initial_prompt: str | None,
-               without_timestamps: bool, passthrough: tuple[str, ...], shard: tuple[int, int],
-               max_errors: int | None, rows_per_part: int, as_json: bool, quiet: bool) -> None:
+def transcribe(manifest: str, output: str, as_json: bool, quiet: bool, **options: Any) -> None:
     """Transcribe every row of a Parquet MANIFEST (file, folder or glob) into OUTPUT.
+
+    Every option is also a key of a job file (see `batchscribe run`).
 
     \b
     Example:
       batchscribe transcribe examples/manifest.parquet -o transcripts/
       batchscribe transcribe 'corpus/*.parquet' -o out/ --shard 0/4 --json
     """
-    config = TranscribeConfig(
-        manifest=manifest, output=output,
-        model=ModelConfig(path=model, device=device, compute_type=compute_type,
-                          replicas=replicas, cpu_threads=cpu_threads),
-        decode=DecodeConfig(language=language, task=task, beam_size=beam_size,
-                            initial_prompt=initial_prompt, without_timestamps=without_timestamps),
-        vad=VadConfig(enabled=vad),
-        batch=BatchConfig(batch_size=batch_size, sort_window=max(64, (batch_size or 0) * 4)),
-        run=RunConfig(workers=workers, shard=shard, max_errors=max_errors,
-                      passthrough=passthrough, rows_per_part=rows_per_part),
-    )
+    try:
+        config = from_cli(manifest, output, options)
+    except EngineError as e:
+        raise click.UsageError(str(e)) from e
+    _run_and_report(config, as_json, quiet)
+
+
+@cli.command("run")
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def run_job(job_file: str, as_json: bool, quiet: bool) -> None:
+    """Run the job described by JOB_FILE (TOML), locally or on Ray as it says.
+
+    The file's keys are `transcribe`'s options: top-level manifest, output and backend, then
+    [model], [decode], [vad], [batch], [run] and [ray] sections. Unknown keys are errors.
+    Relative paths are taken from the current folder.
+
+    \b
+    Example:
+      batchscribe run jobs/local.toml
+      ray job submit --working-dir . -- batchscribe run jobs/cluster.toml
+    """
+    from engine.options import load_job
+
+    try:
+        config = load_job(job_file)
+    except EngineError as e:
+        raise click.ClickException(str(e)) from e
+    _run_and_report(config, as_json, quiet)
+
+
+def _run_and_report(config: TranscribeConfig, as_json: bool, quiet: bool) -> None:
     report = _run_transcription(config, show_progress=not quiet and sys.stderr.isatty())
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
@@ -116,7 +83,7 @@ def transcribe(manifest: str, output: str, model: str | None, device: str, compu
         click.echo(
             f"{report['rows']} rows: {counts['ok']} ok, {counts['empty']} empty, "
             f"{counts['error']} error; {report['audio_hours']:.3f} h of audio at "
-            f"{report['audio_s_per_s']:.1f}x realtime -> {output}", err=True)
+            f"{report['audio_s_per_s']:.1f}x realtime -> {config.output}", err=True)
     if report["counts"]["error"]:
         sys.exit(EXIT_ITEM_ERRORS)
 

@@ -13,6 +13,7 @@ COMPUTE_TYPES = (
     "int16", "float16", "bfloat16", "float32",
 )
 TASKS = ("transcribe", "translate")
+BACKENDS = ("local", "ray")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -171,6 +172,39 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """How the Ray backend spreads the pipeline over a cluster.
+
+    Attributes:
+        address: The cluster to join ("auto": the one this machine belongs to); None starts a
+            local Ray instance.
+        model_actors: Model replicas (actors), each loading the model once.
+        gpus_per_model_actor: GPUs per model actor; 0 runs the model actors on CPUs.
+        cpus_per_model_actor: CPUs per model actor (its CTranslate2 threads on CPU).
+        decode_actors: Actors decoding audio, detecting speech and computing features.
+        cpus_per_decode_actor: CPUs each decode actor holds.
+        items_per_model_call: Files handed to a model actor at once; their chunks are batched
+            together, so larger values fill batches better on many short files.
+    """
+
+    address: str | None = None
+    model_actors: int = 1
+    gpus_per_model_actor: float = 0.0
+    cpus_per_model_actor: float = 1.0
+    decode_actors: int = 1
+    cpus_per_decode_actor: float = 1.0
+    items_per_model_call: int = 32
+
+    def __post_init__(self) -> None:
+        _check_positive("model actors", self.model_actors)
+        _check_positive("decode actors", self.decode_actors)
+        _check_positive("GPUs per model actor", self.gpus_per_model_actor, 0)
+        _check_positive("CPUs per model actor", self.cpus_per_model_actor, 0)
+        _check_positive("CPUs per decode actor", self.cpus_per_decode_actor, 0)
+        _check_positive("items per model call", self.items_per_model_call)
+
+
+@dataclass(frozen=True)
 class TranscribeConfig:
     """Everything one transcription run needs, passed whole."""
 
@@ -181,3 +215,8 @@ class TranscribeConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    backend: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("backend", self.backend, BACKENDS)

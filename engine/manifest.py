@@ -83,7 +83,7 @@ class Manifest:
             columns = ["id"]
         for path, batch in self.read_columns(columns):
             for offset, row in enumerate(batch.to_pylist()):
-                yield _row_id(row, path, offset)
+                yield row_id(row, path, offset)
 
     def check_ids(self) -> None:
         """Fail if two rows share an id (or a row has none)."""
@@ -114,12 +114,12 @@ class Manifest:
         columns = [c for c in self.schema.names if c in wanted]
         for path, batch in self.read_columns(columns):
             rows = batch.to_pylist()
-            ids = [_row_id(row, path, offset) for offset, row in enumerate(rows)]
+            ids = [row_id(row, path, offset) for offset, row in enumerate(rows)]
             done = skip.contains(ids) if skip is not None else np.zeros(len(ids), dtype=bool)
             for row, item_id, is_done in zip(rows, ids, done, strict=True):
                 if is_done or not in_shard(item_id, shard):
                     continue
-                yield _make_item(row, item_id, os.path.dirname(os.path.abspath(path)), passthrough)
+                yield row_to_item(row, item_id, os.path.dirname(os.path.abspath(path)), passthrough)
 
 
 def in_shard(item_id: str, shard: tuple[int, int]) -> bool:
@@ -170,7 +170,7 @@ def _check_schema(schema: pa.Schema, path: str) -> None:
             )
 
 
-def _row_id(row: dict[str, Any], path: str, offset: int) -> str:
+def row_id(row: dict[str, Any], path: str, offset: int) -> str:
     if row.get("id") is not None:
         return str(row["id"])
     if row.get("path") is not None:
@@ -184,7 +184,7 @@ def _row_id(row: dict[str, Any], path: str, offset: int) -> str:
     )
 
 
-def _make_item(row: dict[str, Any], item_id: str, base_dir: str,
+def row_to_item(row: dict[str, Any], item_id: str, base_dir: str,
                passthrough: tuple[str, ...]) -> AudioItem:
     audio_path: str | None = row.get("path")
     audio_bytes: bytes | None = None

@@ -96,3 +96,18 @@ def model_fingerprint(path: str) -> str:
             while block := f.read(1 << 22):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def declared_n_mels(path: str) -> int:
+    """The mel bins a model folder declares (preprocessor_config.json), without loading it.
+
+    Folders without that file are 80-bin models, as faster-whisper assumes; the model loader
+    checks the value against the weights.
+    """
+    try:
+        with open(os.path.join(path, "preprocessor_config.json"), encoding="utf-8") as f:
+            return int(json.load(f).get("feature_size", 80))
+    except FileNotFoundError:
+        return 80
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{path}/preprocessor_config.json is not readable: {e}") from e

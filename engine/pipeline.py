@@ -18,7 +18,7 @@ from engine.assemble import Collector, finish, is_silence, to_segments
 from engine.batching import Batcher
 from engine.config import TranscribeConfig
 from engine.errors import ConfigError, TooManyErrors
-from engine.manifest import open_manifest
+from engine.manifest import Manifest, open_manifest
 from engine.pool import OrderedPool
 from engine.prepare import Preparer
 from engine.runner import ModelRunner, PendingBatch
@@ -78,12 +78,12 @@ def transcribe(config: TranscribeConfig,
         EngineError: a bad manifest, model, option or output folder (before any work), or an
             error budget exceeded (after committing the rows done so far).
     """
+    if config.backend == "ray":
+        from engine.cluster import transcribe_on_ray
+
+        return transcribe_on_ray(config, on_start)
     started = time.monotonic()
-    manifest = open_manifest(config.manifest)
-    manifest.check_ids()
-    passthrough = [manifest.schema.field(name) for name in config.run.passthrough]
-    writer = PartWriter(config.output, output_schema(passthrough),
-                        config.run.rows_per_part, config.run.part_seconds)
+    manifest, writer = open_job(config)
     done = writer.done_ids()
     runner = ModelRunner(config.model, config.decode)
     config = replace(config, batch=config.batch.for_device(runner.device))  # recorded in run.json
@@ -109,14 +109,27 @@ def transcribe(config: TranscribeConfig,
         writer.commit()
         summary.wall_s = time.monotonic() - started
         summary.skipped_done = len(done)
-        report = build_report(config, runner, summary)
-        index, count = config.run.shard
-        writer.write_json("run.json" if count == 1 else f"run-shard-{index}-of-{count}.json",
-                          report)
+        report = build_report(config, runner.describe(), summary)
+        writer.write_json(report_name(config), report)
     if summary.stopped:
         raise TooManyErrors(f"run stopped: {summary.stopped} (the error budget); "
                             f"rows written so far are kept in {config.output}")
     return report
+
+
+def open_job(config: TranscribeConfig) -> tuple[Manifest, PartWriter]:
+    """The checked manifest (schema and ids) and the output folder's writer."""
+    manifest = open_manifest(config.manifest)
+    manifest.check_ids()
+    passthrough = [manifest.schema.field(name) for name in config.run.passthrough]
+    writer = PartWriter(config.output, output_schema(passthrough),
+                        config.run.rows_per_part, config.run.part_seconds)
+    return manifest, writer
+
+
+def report_name(config: TranscribeConfig) -> str:
+    index, count = config.run.shard
+    return "run.json" if count == 1 else f"run-shard-{index}-of-{count}.json"
 
 
 def worker_crashed(item: AudioItem) -> ItemError:
@@ -233,23 +246,19 @@ def _check_language_options(runner: ModelRunner, config: TranscribeConfig) -> No
         raise ConfigError(problem)
 
 
-def build_report(config: TranscribeConfig, runner: ModelRunner,
+def build_report(config: TranscribeConfig, model: dict[str, Any],
                  summary: RunSummary) -> dict[str, Any]:
-    from engine.models import model_fingerprint
-
+    """The run summary: model, options, versions, counts, hours, speed, stage timings."""
+    options = {"decode": asdict(config.decode), "vad": asdict(config.vad),
+               "batch": asdict(config.batch), "run": asdict(config.run)}
+    if config.backend == "ray":
+        options["ray"] = asdict(config.ray)
     return {
-        "model": {
-            "path": runner.path, "sha256_16": model_fingerprint(runner.path),
-            "device": runner.device, "compute_type": runner.compute_type,
-            "replicas": runner.replicas, "n_mels": runner.n_mels,
-            "multilingual": runner.is_multilingual,
-        },
+        "model": model,
+        "backend": config.backend,
         "manifest": config.manifest,
         "output": config.output,
-        "options": {
-            "decode": asdict(config.decode), "vad": asdict(config.vad),
-            "batch": asdict(config.batch), "run": asdict(config.run),
-        },
+        "options": options,
         "versions": library_versions(),
         "counts": {s: summary.counts.get(s, 0) for s in ("ok", "empty", "error")},
         "rows": summary.rows,

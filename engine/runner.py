@@ -84,6 +84,15 @@ class ModelRunner:
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
 
+    def describe(self) -> dict[str, Any]:
+        """The model as run.json records it."""
+        from engine.models import model_fingerprint
+
+        return {"path": self.path, "sha256_16": model_fingerprint(self.path),
+                "device": self.device, "compute_type": self.compute_type,
+                "replicas": self.replicas, "n_mels": self.n_mels,
+                "multilingual": self.is_multilingual}
+
     @property
     def n_mels(self) -> int:
         return int(self.model.n_mels)

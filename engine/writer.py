@@ -103,7 +103,7 @@ class PartWriter:
         except OSError as e:
             raise OutputError(f"cannot create output folder {output_dir}: {e}") from e
         self.output_dir = output_dir
-        self._schema = schema
+        self.schema = schema
         self._rows_per_part = rows_per_part
         self._part_seconds = part_seconds
         self._rows: list[dict[str, Any]] = []
@@ -132,7 +132,7 @@ class PartWriter:
     def commit(self) -> None:
         """Write the buffered rows as one part, atomically."""
         if self._rows:
-            table = pa.Table.from_pylist(self._rows, schema=self._schema)
+            table = pa.Table.from_pylist(self._rows, schema=self.schema)
             name = f"{PART_PREFIX}{self._run_tag}-{self._parts_written:05d}.parquet"
             _atomic_write(os.path.join(self.output_dir, name),
                           lambda tmp: pq.write_table(table, tmp, compression="zstd"))

@@ -1,0 +1,235 @@
+"""The Ray backend: the engine's stages as a Ray Data pipeline, for clusters.
+
+    read_parquet(manifest) -> DecodeStage (CPU actors: decode, VAD, chunks, features)
+    -> ModelStage (actor pool, one model per actor: language, batching, generate, assembly)
+    -> write_parquet(staging folder) -> parts renamed into the output folder
+
+The stages call the same code as the local runner (`Preparer`, `decode_stream`, `to_row`);
+only the wiring differs. A file's chunks travel together, so a model actor always holds a
+whole file and regroups it itself. Ray writes into a staging folder of the output; whole parts
+are renamed into place when the run ends, and a rerun first adopts the whole parts a killed run
+left there, then skips their ids, as the local runner does.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import uuid
+from collections import Counter
+from dataclasses import replace
+from itertools import groupby
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.config import TranscribeConfig
+from engine.errors import ConfigError, ModelLoadError
+from engine.idset import IdSet
+from engine.writer import PART_PREFIX, part_files, to_row
+
+ITEMS_PER_DECODE_CALL = 4
+READ_WRITE_CPUS = 0.25  # manifest reads and part writes are light; leave the cores to stages
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError(
+            "the ray backend needs Ray: pip install 'batchscribe[ray]'") from e
+    return ray
+
+
+class DecodeStage:
+    """Manifest rows -> pickled PreparedItem or ItemError, one per row still to do."""
+
+    def __init__(self, config: TranscribeConfig, n_mels: int, done: IdSet) -> None:
+        from engine.prepare import Preparer
+
+        self._prepare = Preparer(config.vad, n_mels)
+        self._config = config
+        self._done = done
+
+    def __call__(self, batch: pa.Table, base_dir: str) -> pa.Table:
+        from engine.manifest import in_shard, row_id, row_to_item
+
+        rows = batch.to_pylist()
+        ids = [row_id(row, base_dir, offset) for offset, row in enumerate(rows)]
+        done = self._done.contains(ids)
+        out_ids, payloads = [], []
+        for row, item_id, is_done in zip(rows, ids, done, strict=True):
+            if is_done or not in_shard(item_id, self._config.run.shard):
+                continue
+            item = row_to_item(row, item_id, base_dir, self._config.run.passthrough)
+            out_ids.append(item_id)
+            payloads.append(pickle.dumps(self._prepare(item), protocol=5))
+        return pa.table({"id": pa.array(out_ids, pa.string()),
+                         "prepared": pa.array(payloads, pa.binary())})
+
+
+class ModelStage:
+    """Prepared items -> output rows. Loads the model once per actor."""
+
+    def __init__(self, config: TranscribeConfig, schema: pa.Schema, n_mels: int) -> None:
+        from engine.runner import ModelRunner
+
+        self._runner = ModelRunner(config.model, config.decode)
+        if self._runner.n_mels != n_mels:
+            raise ModelLoadError(
+                f"{self._runner.path}: preprocessor_config.json says {n_mels} mel bins but the "
+                f"model has {self._runner.n_mels}; fix feature_size in that file")
+        self._config = replace(config, batch=config.batch.for_device(self._runner.device))
+        self._schema = schema
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from engine.pipeline import decode_stream
+
+        prepared = [pickle.loads(p) for p in batch.column("prepared").to_pylist()]
+        rows = [to_row(outcome) for outcome in decode_stream(prepared, self._runner, self._config)]
+        return pa.Table.from_pylist(rows, schema=self._schema)
+
+
+def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[str, Any]:
+    """Run a job on Ray: same output folder, schema, resume and run.json as the local runner.
+
+    Raises:
+        ConfigError: Ray is not installed, or an option the Ray backend does not support.
+        EngineError: a bad manifest, model or output folder (before any work).
+    """
+    from engine.models import declared_n_mels, model_fingerprint, resolve_model
+    from engine.pipeline import build_report, open_job, report_name
+
+    if config.run.max_errors is not None:
+        raise ConfigError("max_errors is not supported by the ray backend: its tasks write "
+                          "their rows independently; leave it unset and read run.json's counts")
+    ray = _import_ray()
+    started = time.monotonic()
+    manifest, writer = open_job(config)
+    staging = os.path.join(config.output, f".ray-staging-{report_name(config)[:-5]}")
+    adopt_staged_parts(staging, config.output)
+    done = writer.done_ids()
+    model_path = resolve_model(config.model.path)
+    config = replace(config, model=replace(config.model, path=model_path))
+    n_mels = declared_n_mels(model_path)
+    if on_start is not None:
+        on_start(manifest.num_rows)
+    if not ray.is_initialized():
+        ray.init(address=config.ray.address, log_to_driver=False)
+    _check_resources(config, ray.cluster_resources())
+
+    schema = writer.schema
+    dataset = _build_dataset(ray, config, manifest.files, n_mels, done, schema)
+    before = set(part_files(config.output))
+    dataset.write_parquet(staging, min_rows_per_file=config.run.rows_per_part,
+                          ray_remote_args={"num_cpus": READ_WRITE_CPUS})
+    adopt_staged_parts(staging, config.output)
+    summary = _summarise(sorted(set(part_files(config.output)) - before))
+    summary.wall_s = time.monotonic() - started
+    summary.skipped_done = len(done)
+    model = {"path": model_path, "sha256_16": model_fingerprint(model_path),
+             "device": config.model.device, "compute_type": config.model.compute_type,
+             "replicas": config.ray.model_actors, "n_mels": n_mels}
+    report = build_report(config, model, summary)
+    writer.write_json(report_name(config), report)
+    _write_stats(writer, dataset)
+    return report
+
+
+def _check_resources(config: TranscribeConfig, cluster: dict[str, float]) -> None:
+    """Fail now, rather than hang, when the actors would leave Ray Data no CPU or no GPU."""
+    options = config.ray
+    cpus = cluster.get("CPU", 0.0)
+    held = (options.decode_actors * options.cpus_per_decode_actor
+            + options.model_actors * options.cpus_per_model_actor)
+    if cpus - held < 1:
+        raise ConfigError(
+            f"the actors hold {held:g} of the cluster's {cpus:g} CPUs; Ray Data needs one more "
+            "to list and read the manifest: lower decode_actors, cpus_per_decode_actor or "
+            "cpus_per_model_actor in [ray]")
+    gpus = options.model_actors * options.gpus_per_model_actor
+    if gpus > cluster.get("GPU", 0.0):
+        raise ConfigError(
+            f"{options.model_actors} model actors with {options.gpus_per_model_actor:g} GPU "
+            f"each need {gpus:g} GPUs; the cluster has {cluster.get('GPU', 0.0):g}")
+
+
+def _build_dataset(ray: Any, config: TranscribeConfig, files: tuple[str, ...], n_mels: int,
+                   done: IdSet, schema: pa.Schema) -> Any:
+    """read_parquet per manifest folder (relative paths resolve there) -> stages, lazily."""
+    from engine.manifest import OVERRIDE_COLUMNS
+
+    options = config.ray
+    wanted = {"id", "path", "audio", *OVERRIDE_COLUMNS, *config.run.passthrough}
+    columns = [c for c in pq.read_schema(files[0]).names if c in wanted]
+    folders = [(folder, list(group)) for folder, group in
+               groupby(files, key=lambda f: os.path.dirname(os.path.abspath(f)))]
+    datasets = [
+        ray.data.read_parquet(group, partitioning=None, num_cpus=READ_WRITE_CPUS)
+        .select_columns(columns)
+        .map_batches(DecodeStage, fn_constructor_args=(config, n_mels, done),
+                     fn_kwargs={"base_dir": folder}, batch_format="pyarrow",
+                     batch_size=ITEMS_PER_DECODE_CALL, concurrency=options.decode_actors,
+                     num_cpus=options.cpus_per_decode_actor)
+        for folder, group in folders
+    ]
+    prepared = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
+    return prepared.map_batches(
+        ModelStage, fn_constructor_args=(config, schema, n_mels), batch_format="pyarrow",
+        batch_size=options.items_per_model_call, concurrency=options.model_actors,
+        num_gpus=options.gpus_per_model_actor, num_cpus=options.cpus_per_model_actor)
+
+
+def adopt_staged_parts(staging: str, output: str) -> list[str]:
+    """Rename the whole Parquet files of a staging folder into output parts; drop the rest.
+
+    A file is whole when its footer reads: Ray writes a file in one go, so a killed writer
+    leaves a file without one. Returns the adopted parts.
+    """
+    if not os.path.isdir(staging):
+        return []
+    adopted = []
+    tag = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    for n, name in enumerate(sorted(os.listdir(staging))):
+        path = os.path.join(staging, name)
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError):
+            os.remove(path)
+            continue
+        if rows == 0:
+            os.remove(path)
+            continue
+        target = os.path.join(output, f"{PART_PREFIX}ray-{tag}-{n:05d}.parquet")
+        os.replace(path, target)
+        adopted.append(target)
+    if not os.listdir(staging):
+        os.rmdir(staging)
+    return adopted
+
+
+def _summarise(parts: list[str]) -> Any:
+    from engine.pipeline import RunSummary
+
+    summary = RunSummary()
+    counts: Counter[str] = Counter()
+    for path in parts:
+        table = pq.read_table(path, columns=["status", "duration_s", "speech_s"])
+        counts.update(table.column("status").to_pylist())
+        summary.audio_s += sum(v or 0.0 for v in table.column("duration_s").to_pylist())
+        summary.speech_s += sum(v or 0.0 for v in table.column("speech_s").to_pylist())
+    summary.counts = counts
+    return summary
+
+
+def _write_stats(writer: Any, dataset: Any) -> None:
+    """Ray's per-stage timings, beside run.json (where the time of a Ray run went)."""
+    try:
+        stats = dataset.stats()
+    except Exception as e:  # stats are a diagnostic, never a failure
+        stats = f"no stats: {e}"
+    path = os.path.join(writer.output_dir, "ray-stats.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(stats)

@@ -1,0 +1,131 @@
+"""The Ray backend on a local Ray instance (2 CPUs), real clips, the real tiny.en model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from engine import TranscribeConfig, transcribe
+from engine.options import build_config
+
+ray = pytest.importorskip("ray", reason="pip install 'batchscribe[ray]'")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def job(manifest: str, output: str, model_path: str, backend: str) -> TranscribeConfig:
+    return build_config(manifest, output, {
+        "": {"backend": backend},
+        "model": {"path": model_path, "device": "cpu"},
+        "decode": {"beam_size": 1},
+        "run": {"workers": 0, "passthrough": ("reference",)},
+        "ray": {"cpus_per_model_actor": 0.5, "cpus_per_decode_actor": 0.5},
+    })
+
+
+def read_rows(out: str) -> dict[str, dict]:
+    rows = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table().to_pylist()
+    assert len(rows) == len({r["id"] for r in rows}), "duplicate ids in the output"
+    return {r["id"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def manifest(clips, broken_files_module, tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("ray") / "m.parquet")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({
+        "id": [c["id"] for c in clips] + ["truncated"],
+        "path": [c["path"] for c in clips] + [broken_files_module],
+        "reference": [c["reference_text"] for c in clips] + [""],
+    }), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def broken_files_module(tmp_path_factory) -> str:
+    source = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data",
+                          "speechbrain_spk1_snt1.wav")
+    truncated = tmp_path_factory.mktemp("broken") / "truncated.wav"
+    truncated.write_bytes(open(source, "rb").read()[:2000])
+    return str(truncated)
+
+
+@pytest.fixture(scope="module")
+def both_runs(local_ray, manifest, model_path, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("outs")
+    local = transcribe(job(manifest, str(folder / "local"), model_path, "local"))
+    on_ray = transcribe(job(manifest, str(folder / "ray"), model_path, "ray"))
+    return (read_rows(str(folder / "local")), local), (read_rows(str(folder / "ray")), on_ray), \
+        folder
+
+
+def test_ray_gives_the_ids_and_texts_of_the_local_backend(both_runs, clips) -> None:
+    (local_rows, local), (ray_rows, on_ray), _ = both_runs
+    assert set(ray_rows) == set(local_rows) == {c["id"] for c in clips} | {"truncated"}
+    for item_id, row in local_rows.items():
+        assert ray_rows[item_id]["status"] == row["status"]
+        assert ray_rows[item_id]["text"] == row["text"], item_id
+        # batches hold other neighbours on Ray: the same words and times, scores within int8 noise
+        for ours, theirs in zip(ray_rows[item_id]["segments"] or [], row["segments"] or [],
+                                strict=True):
+            assert (ours["start_s"], ours["end_s"], ours["text"]) == \
+                (theirs["start_s"], theirs["end_s"], theirs["text"])
+            assert ours["avg_logprob"] == pytest.approx(theirs["avg_logprob"], abs=0.05)
+        assert ray_rows[item_id]["reference"] == row["reference"]
+    assert on_ray["counts"] == local["counts"] == {"ok": len(clips), "empty": 0, "error": 1}
+    assert on_ray["backend"] == "ray" and on_ray["audio_hours"] == local["audio_hours"]
+    assert os.path.isfile(os.path.join(both_runs[2], "ray", "run.json"))
+
+
+def test_a_corrupt_file_is_an_error_row(both_runs) -> None:
+    (_, _), (ray_rows, _), _ = both_runs
+    row = ray_rows["truncated"]
+    assert row["status"] == "error" and "truncated" in row["error"] and row["text"] is None
+
+
+def test_rerun_after_a_complete_run_does_no_work(both_runs, manifest, model_path) -> None:
+    (_, _), (before, _), folder = both_runs
+    report = transcribe(job(manifest, str(folder / "ray"), model_path, "ray"))
+    assert report["rows"] == 0 and report["skipped_already_done"] == len(before)
+    assert read_rows(str(folder / "ray")) == before
+
+
+def test_whole_parts_of_a_killed_run_are_adopted_and_half_ones_dropped(
+        both_runs, manifest, model_path, tmp_path) -> None:
+    """A killed Ray run leaves its staging folder: whole files count, torn ones are redone."""
+    (_, _), (ray_rows, _), folder = both_runs
+    out = tmp_path / "resumed"
+    staging = out / ".ray-staging-run"
+    staging.mkdir(parents=True)
+    first_part = sorted(p for p in os.listdir(folder / "ray") if p.startswith("part-"))[0]
+    table = pq.read_table(folder / "ray" / first_part)
+    kept = table.slice(0, 3)
+    pq.write_table(kept, staging / "whole.parquet")
+    (staging / "torn.parquet").write_bytes(open(staging / "whole.parquet", "rb").read()[:300])
+    report = transcribe(job(manifest, str(out), model_path, "ray"))
+    assert report["skipped_already_done"] == 3 and report["rows"] == len(ray_rows) - 3
+    resumed = read_rows(str(out))
+    assert set(resumed) == set(ray_rows)
+    assert not staging.exists()
+
+
+def test_without_a_spare_cpu_the_run_fails_instead_of_hanging(local_ray, manifest, model_path,
+                                                              tmp_path) -> None:
+    from engine.errors import ConfigError
+
+    config = build_config(manifest, str(tmp_path / "out"), {
+        "": {"backend": "ray"}, "model": {"path": model_path},
+        "ray": {"cpus_per_model_actor": 1, "cpus_per_decode_actor": 1}})
+    with pytest.raises(ConfigError, match="Ray Data needs one more"):
+        transcribe(config)
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
