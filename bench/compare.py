@@ -35,8 +35,10 @@ def read_output(folder: str) -> dict[str, str]:
 @click.option("--threads", default=2, show_default=True, help="CPU threads for every system.")
 @click.option("--repeat", default=1, show_default=True, help="Repeat the corpus N times.")
 @click.option("--batchscribe-args", default="", help="Extra options for batchscribe.")
+@click.option("--ray", "with_ray", is_flag=True,
+              help="Also (d): the same command on the Ray backend (a local Ray instance).")
 @click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
-def main(threads: int, repeat: int, batchscribe_args: str, results: str) -> None:
+def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, results: str) -> None:
     rows = load_corpus()
     refs = {}
     for copy in range(repeat):
@@ -56,15 +58,19 @@ def main(threads: int, repeat: int, batchscribe_args: str, results: str) -> None
         with open(out, encoding="utf-8") as f:
             result = json.load(f)
         table.append((label, result["audio_s"] / result["transcribe_s"], result["texts"], m))
-    out_dir = os.path.join(work, "batchscribe")
-    cmd = [PYTHON, "-m", "engine", "transcribe", manifest, "-o", out_dir, "--quiet",
-           "--compute-type", "int8", "--device", "cpu", *batchscribe_args.split()]
-    m = run_measured(cmd, env)
-    with open(os.path.join(out_dir, "run.json"), encoding="utf-8") as f:
-        report = json.load(f)
-    speed = report["audio_hours"] * 3600 / m.wall_s
-    table.append((f"(c) batchscribe transcribe {batchscribe_args}".strip(), speed,
-                  read_output(out_dir), m))
+    engines = [("(c) batchscribe transcribe", "batchscribe", batchscribe_args.split())]
+    if with_ray:
+        engines.append(("(d) batchscribe transcribe --backend ray", "ray", [*RAY_ARGS,
+                        *batchscribe_args.split()]))
+    for label, name, args in engines:
+        out_dir = os.path.join(work, name)
+        cmd = [PYTHON, "-m", "engine", "transcribe", manifest, "-o", out_dir, "--quiet",
+               "--compute-type", "int8", "--device", "cpu", *args]
+        m = run_measured(cmd, env)
+        with open(os.path.join(out_dir, "run.json"), encoding="utf-8") as f:
+            report = json.load(f)
+        speed = report["audio_hours"] * 3600 / m.wall_s
+        table.append((f"{label} {batchscribe_args}".strip(), speed, read_output(out_dir), m))
 
     audio_s = report["audio_hours"] * 3600
     lines = [f"Corpus: {len(refs)} files, {audio_s:.0f} s of audio; tiny.en int8, CPU, "
@@ -78,9 +84,22 @@ def main(threads: int, repeat: int, batchscribe_args: str, results: str) -> None
         wer = corpus_wer([refs[i] for i in ids], [texts.get(i, "") for i in ids])
         lines.append(f"| {label} | {speed:.1f} | {speed / base_a:.2f}x | {speed / base_b:.2f}x | "
                      f"{wer.wer:.2f} | {measured.peak_rss_mb:.0f} |")
+    if with_ray:
+        lines += ["", "Ray stages (ray-stats.txt of (d)):", "", *ray_stage_times(
+            os.path.join(work, "ray", "ray-stats.txt"))]
     text = "\n".join(lines)
     click.echo(text)
     _append(results, "CPU: faster-whisper loops vs batchscribe", text)
+
+
+RAY_ARGS = ["--backend", "ray", "--ray-cpus-per-model-actor", "0.5",
+            "--ray-cpus-per-decode-actor", "0.5"]
+
+
+def ray_stage_times(path: str) -> list[str]:
+    """One line per Ray Data operator: tasks and wall time, as Ray's stats report them."""
+    with open(path, encoding="utf-8") as f:
+        return [f"- {line.strip()}" for line in f if line.startswith("Operator ")]
 
 
 def _append(path: str, title: str, body: str) -> None:

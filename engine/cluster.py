@@ -28,9 +28,11 @@ import pyarrow.parquet as pq
 from engine.config import TranscribeConfig
 from engine.errors import ConfigError, ModelLoadError
 from engine.idset import IdSet
+from engine.manifest import Manifest
 from engine.writer import PART_PREFIX, part_files, to_row
 
 ITEMS_PER_DECODE_CALL = 4
+MAX_READ_BLOCKS = 2000  # manifest rows are small: a few decode calls per block, so stages overlap
 READ_WRITE_CPUS = 0.25  # manifest reads and part writes are light; leave the cores to stages
 
 
@@ -121,7 +123,7 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     _check_resources(config, ray.cluster_resources())
 
     schema = writer.schema
-    dataset = _build_dataset(ray, config, manifest.files, n_mels, done, schema)
+    dataset = _build_dataset(ray, config, manifest, n_mels, done, schema)
     before = set(part_files(config.output))
     dataset.write_parquet(staging, min_rows_per_file=config.run.rows_per_part,
                           ray_remote_args={"num_cpus": READ_WRITE_CPUS})
@@ -156,19 +158,24 @@ def _check_resources(config: TranscribeConfig, cluster: dict[str, float]) -> Non
             f"each need {gpus:g} GPUs; the cluster has {cluster.get('GPU', 0.0):g}")
 
 
-def _build_dataset(ray: Any, config: TranscribeConfig, files: tuple[str, ...], n_mels: int,
+def _build_dataset(ray: Any, config: TranscribeConfig, manifest: Manifest, n_mels: int,
                    done: IdSet, schema: pa.Schema) -> Any:
-    """read_parquet per manifest folder (relative paths resolve there) -> stages, lazily."""
+    """read_parquet per manifest folder (relative paths resolve there) -> stages, lazily.
+
+    The manifest is read in many small blocks so that decoding and the model overlap.
+    """
     from engine.manifest import OVERRIDE_COLUMNS
 
     options = config.ray
     wanted = {"id", "path", "audio", *OVERRIDE_COLUMNS, *config.run.passthrough}
-    columns = [c for c in pq.read_schema(files[0]).names if c in wanted]
+    columns = [c for c in manifest.schema.names if c in wanted]
     folders = [(folder, list(group)) for folder, group in
-               groupby(files, key=lambda f: os.path.dirname(os.path.abspath(f)))]
+               groupby(manifest.files, key=lambda f: os.path.dirname(os.path.abspath(f)))]
+    blocks = max(1, min(MAX_READ_BLOCKS, manifest.num_rows // (2 * ITEMS_PER_DECODE_CALL))
+                 // len(folders))
     datasets = [
         ray.data.read_parquet(group, partitioning=None, num_cpus=READ_WRITE_CPUS)
-        .select_columns(columns)
+        .select_columns(columns).repartition(blocks)
         .map_batches(DecodeStage, fn_constructor_args=(config, n_mels, done),
                      fn_kwargs={"base_dir": folder}, batch_format="pyarrow",
                      batch_size=ITEMS_PER_DECODE_CALL, concurrency=options.decode_actors,

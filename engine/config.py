@@ -37,7 +37,7 @@ class ModelConfig:
         compute_type: "auto" means int8 on CPU and float16 on CUDA.
         device_index: GPUs to place one model replica set on each.
         replicas: Model replicas per device run concurrently (CTranslate2 `inter_threads`);
-            None picks 2 on CPU (1 thread each) and 4 per GPU.
+            None picks 2 on CPU (1 thread each) and 8 per GPU.
         cpu_threads: Threads per replica on CPU; 0 shares the cores evenly.
     """
 

@@ -102,7 +102,7 @@ OPTIONS: tuple[Option, ...] = (
     _option("model", "compute_type", "--compute-type", click.Choice(COMPUTE_TYPES), "auto",
             "auto: int8 on CPU, float16 on CUDA."),
     _option("model", "replicas", "--replicas", INT1, None,
-            "Model replicas decoding concurrently [default: 2 on CPU, 4 per GPU]."),
+            "Model replicas decoding concurrently [default: 2 on CPU, 8 per GPU]."),
     _option("model", "cpu_threads", "--cpu-threads", INT0, 0,
             "Threads per replica on CPU [default: cores / replicas]."),
     _option("batch", "batch_size", "--batch-size", INT1, None,

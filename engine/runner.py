@@ -65,7 +65,7 @@ class ModelRunner:
         if self.compute_type == "auto":
             self.compute_type = "int8" if self.device == "cpu" else "float16"
         cores = os.cpu_count() or 2
-        self.replicas = model.replicas or (min(2, cores) if self.device == "cpu" else 4)
+        self.replicas = model.replicas or (min(2, cores) if self.device == "cpu" else 8)
         threads = model.cpu_threads or max(1, cores // self.replicas)
         try:
             self.model = ctranslate2.models.Whisper(

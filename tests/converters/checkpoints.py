@@ -66,9 +66,17 @@ def _add_cantonese(source: str, target: str) -> None:
         json.dump(data, f, ensure_ascii=False)
 
 
+TINY_DIMS = {"d_model": 64, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+             "encoder_ffn_dim": 128, "decoder_ffn_dim": 128}
+# large-v3's real width; with ARCHITECTURES' depths overridden by the caller
+LARGE_DIMS = {"d_model": 1280, "encoder_attention_heads": 20, "decoder_attention_heads": 20,
+              "encoder_ffn_dim": 5120, "decoder_ffn_dim": 5120}
+
+
 def build(name: str, folder: str, work: str, with_tokenizer: bool = True,
-          bad_alignment_heads: bool = False) -> Checkpoint:
-    """Save a random checkpoint of architecture `name` into `folder`."""
+          bad_alignment_heads: bool = False, dims: dict[str, int] | None = None) -> Checkpoint:
+    """Save a random checkpoint of architecture `name` into `folder` (tiny dimensions unless
+    `dims` gives others, layer counts included)."""
     import torch
     from transformers import (
         GenerationConfig,
@@ -79,15 +87,16 @@ def build(name: str, folder: str, work: str, with_tokenizer: bool = True,
     )
 
     vocab, mels, enc, dec, kind = ARCHITECTURES[name]
+    widths = {**TINY_DIMS, **(dims or {})}
+    enc, dec = widths.pop("encoder_layers", enc), widths.pop("decoder_layers", dec)
     tokenizer = WhisperTokenizerFast(tokenizer_file=tokenizer_file(kind, work),
                                      unk_token="<|endoftext|>", bos_token="<|endoftext|>",
                                      eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     assert len(tokenizer) <= vocab, (name, len(tokenizer))  # some omit the timestamp tokens
     ids = tokenizer.convert_tokens_to_ids
     config = WhisperConfig(
-        vocab_size=vocab, num_mel_bins=mels, d_model=64, encoder_layers=enc, decoder_layers=dec,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
-        decoder_ffn_dim=128, max_source_positions=1500, max_target_positions=448,
+        vocab_size=vocab, num_mel_bins=mels, encoder_layers=enc, decoder_layers=dec, **widths,
+        max_source_positions=1500, max_target_positions=448,
         decoder_start_token_id=ids("<|startoftranscript|>"), eos_token_id=ids("<|endoftext|>"),
         pad_token_id=ids("<|endoftext|>"), bos_token_id=ids("<|endoftext|>"),
     )

@@ -1,0 +1,29 @@
+"""WER of each system of a GPU run, from the gpu_texts.json that bench/gpu.py wrote.
+
+    python bench/gpu_wer.py /work/.device/N/gpu_texts.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import load_corpus  # noqa: E402
+
+from engine.evaluate import corpus_wer  # noqa: E402
+
+
+def main(path: str) -> None:
+    references = {r["id"]: r["reference_text"] for r in load_corpus()}
+    with open(path, encoding="utf-8") as f:
+        systems = json.load(f)
+    for label, texts in systems.items():
+        ids = sorted(texts)
+        wer = corpus_wer([references[i.split("#")[0]] for i in ids], [texts[i] for i in ids])
+        print(f"| {label} | {wer.wer:.2f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
