@@ -6,7 +6,7 @@ of the converted model, int8 vs float32, on one 30 s window.
 
 Prints and appends to bench/RESULTS.md: conversion wall time and output size per quantization;
 encoder time per 30 s window and decoder time per token (greedy, 64 tokens forced by
-max_length on random weights, so every quantization decodes the same number of steps).
+max_length with the end token suppressed, so every quantization decodes as many steps).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from converters import convert  # noqa: E402
 
 QUANTIZATIONS = ("int8", "float16", "bfloat16", "float32")
 DECODE_STEPS = 64
+EOT = 50257  # suppressed, so that every model decodes to max_length
 
 
 def folder_mb(path: str) -> float:
@@ -49,10 +50,11 @@ def model_speed(path: str, compute_type: str, threads: int) -> tuple[float, floa
         model.encode(features, to_cpu=True)
         encode.append(time.perf_counter() - started)
         started = time.perf_counter()
-        model.generate(features, prompt, beam_size=1, max_length=DECODE_STEPS,
-                       min_length=DECODE_STEPS, suppress_blank=False)
+        result = model.generate(features, prompt, beam_size=1, max_length=DECODE_STEPS,
+                                suppress_tokens=[EOT], suppress_blank=False)
         total.append(time.perf_counter() - started)
-    per_token_ms = (min(total) - min(encode)) / DECODE_STEPS * 1000
+    tokens = len(result[0].sequences_ids[0])
+    per_token_ms = (min(total) - min(encode)) / max(1, tokens) * 1000
     return min(encode), per_token_ms
 
 
@@ -72,7 +74,8 @@ def main(work: str, threads: int, results: str) -> None:
     lines = ["python bench/convert_large.py; random distil-large-v3-shaped checkpoint "
              f"(1280 wide, 32 encoder / 2 decoder layers, 128 mels), {folder_mb(source):.0f} MB "
              f"safetensors; CPU, {threads} threads", "",
-             "| quantization | convert s | output MB | encoder s / 30 s window | decoder ms / token |",
+             "| quantization | convert s | output MB | encoder s / 30 s window "
+             "| decoder ms / token |",
              "| --- | --- | --- | --- | --- |"]
     for quantization in QUANTIZATIONS:
         out = os.path.join(work, quantization)
