@@ -56,17 +56,13 @@ class DecodeStage:
         self._done = done
 
     def __call__(self, batch: pa.Table, base_dir: str) -> pa.Table:
-        from engine.manifest import in_shard, row_id, row_to_item
+        from engine.manifest import rows_to_items
 
-        rows = batch.to_pylist()
-        ids = [row_id(row, base_dir, offset) for offset, row in enumerate(rows)]
-        done = self._done.contains(ids)
+        items = rows_to_items(batch.to_pylist(), base_dir, self._config.run.passthrough,
+                              self._done, self._config.run.shard)
         out_ids, payloads = [], []
-        for row, item_id, is_done in zip(rows, ids, done, strict=True):
-            if is_done or not in_shard(item_id, self._config.run.shard):
-                continue
-            item = row_to_item(row, item_id, base_dir, self._config.run.passthrough)
-            out_ids.append(item_id)
+        for item in items:
+            out_ids.append(item.item_id)
             payloads.append(pickle.dumps(self._prepare(item), protocol=5))
         return pa.table({"id": pa.array(out_ids, pa.string()),
                          "prepared": pa.array(payloads, pa.binary())})

@@ -113,13 +113,18 @@ class Manifest:
         wanted = {"id", self.audio_column, *OVERRIDE_COLUMNS, *passthrough}
         columns = [c for c in self.schema.names if c in wanted]
         for path, batch in self.read_columns(columns):
-            rows = batch.to_pylist()
-            ids = [row_id(row, path, offset) for offset, row in enumerate(rows)]
-            done = skip.contains(ids) if skip is not None else np.zeros(len(ids), dtype=bool)
-            for row, item_id, is_done in zip(rows, ids, done, strict=True):
-                if is_done or not in_shard(item_id, shard):
-                    continue
-                yield row_to_item(row, item_id, os.path.dirname(os.path.abspath(path)), passthrough)
+            yield from rows_to_items(batch.to_pylist(), os.path.dirname(os.path.abspath(path)),
+                                     passthrough, skip, shard)
+
+
+def rows_to_items(rows: list[dict[str, Any]], base_dir: str, passthrough: tuple[str, ...],
+                  skip: IdSet | None, shard: tuple[int, int]) -> Iterator[AudioItem]:
+    """Manifest rows as AudioItems, leaving out `skip`ped ids and other shards' rows."""
+    ids = [row_id(row, base_dir, offset) for offset, row in enumerate(rows)]
+    done = skip.contains(ids) if skip is not None else np.zeros(len(ids), dtype=bool)
+    for row, item_id, is_done in zip(rows, ids, done, strict=True):
+        if not is_done and in_shard(item_id, shard):
+            yield row_to_item(row, item_id, base_dir, passthrough)
 
 
 def in_shard(item_id: str, shard: tuple[int, int]) -> bool:
