@@ -17,7 +17,6 @@ import os
 import pickle
 import time
 import uuid
-from collections import Counter
 from dataclasses import replace
 from itertools import groupby
 from typing import Any
@@ -217,13 +216,11 @@ def _summarise(parts: list[str]) -> Any:
     from engine.pipeline import RunSummary
 
     summary = RunSummary()
-    counts: Counter[str] = Counter()
     for path in parts:
         table = pq.read_table(path, columns=["status", "duration_s", "speech_s"])
-        counts.update(table.column("status").to_pylist())
+        summary.counts.update(table.column("status").to_pylist())
         summary.audio_s += sum(v or 0.0 for v in table.column("duration_s").to_pylist())
         summary.speech_s += sum(v or 0.0 for v in table.column("speech_s").to_pylist())
-    summary.counts = counts
     return summary
 
 
