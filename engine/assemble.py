@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.runner import TIME_PRECISION_S, Decoded, compression_ratio
-from engine.types import Chunk, ItemResult, PreparedItem, Segment
+from engine.types import Chunk, Decoded, ItemResult, PreparedItem, Segment
+
+TIME_PRECISION_S = 0.02  # seconds per timestamp token
 
 # Languages written without spaces between words: their segments are joined without one.
 UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo"})
+
+
+def compression_ratio(text: str) -> float:
+    """faster-whisper's repetition measure: text size over its zlib-compressed size."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def split_segments(tokens: tuple[int, ...], timestamp_begin: int, eot: int,
@@ -40,23 +48,32 @@ def split_segments(tokens: tuple[int, ...], timestamp_begin: int, eot: int,
 
 
 def to_segments(decoded: Decoded, tokenizer: Any) -> list[Segment]:
-    """Segments of one chunk in source time; none when the chunk is judged silent."""
+    """Segments of one decode of a plain chunk, in source time."""
     chunk = decoded.request.chunk
+    assert isinstance(chunk, Chunk)
     out = []
     for start_s, end_s, tokens in split_segments(
             decoded.tokens, tokenizer.timestamp_begin, tokenizer.eot, chunk.duration_s):
-        text = tokenizer.decode(tokens).strip()
-        if not text:
-            continue
-        out.append(Segment(
-            start_s=round(chunk.to_source_time(start_s), 3),
-            end_s=round(chunk.to_source_time(max(start_s, end_s)), 3),
-            text=text,
-            avg_logprob=float(decoded.avg_logprob),
-            no_speech_prob=float(decoded.no_speech_prob),
-            compression_ratio=compression_ratio(text),
-        ))
+        segment = make_segment(chunk, start_s, end_s, tokenizer.decode(tokens), decoded)
+        if segment is not None:
+            out.append(segment)
     return out
+
+
+def make_segment(chunk: Chunk, start_s: float, end_s: float, text: str,
+                 decoded: Decoded) -> Segment | None:
+    """A segment from chunk-time bounds, in source time; None when it holds no text."""
+    text = text.strip()
+    if not text:
+        return None
+    return Segment(
+        start_s=round(chunk.to_source_time(start_s), 3),
+        end_s=round(chunk.to_source_time(max(start_s, end_s)), 3),
+        text=text,
+        avg_logprob=float(decoded.avg_logprob),
+        no_speech_prob=float(decoded.no_speech_prob),
+        compression_ratio=compression_ratio(text),
+    )
 
 
 def is_silence(decoded: Decoded, no_speech_threshold: float | None,

@@ -2,7 +2,8 @@
 
 Chunks are gathered in a window, sorted by speech length (so the decoder's sequences in one batch
 end at similar times) and cut into batches. CTranslate2 needs the start-of-transcript token at the
-same position in every prompt of a batch, so chunks are grouped by prompt length first.
+same position in every prompt of a batch, so chunks are grouped by prompt length first. With
+packing on, the short files in the window are first laid into shared windows (`engine.packing`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from engine.config import BatchConfig
+from engine.packing import pack
 from engine.types import ChunkRequest
 
 
@@ -25,6 +27,7 @@ class Batcher:
             raise ValueError("Batcher needs a concrete batch size: use BatchConfig.for_device")
         self._size = config.batch_size
         self._window = max(config.sort_window, config.batch_size)
+        self._config = config
         self._waiting: list[ChunkRequest] = []
 
     def __len__(self) -> int:
@@ -42,8 +45,11 @@ class Batcher:
         return self._cut(keep_partial=False)
 
     def _cut(self, keep_partial: bool) -> list[list[ChunkRequest]]:
+        waiting = self._waiting
+        if self._config.pack:
+            waiting = pack(waiting, self._config.pack_gap_s, self._config.pack_fill_s)
         groups: dict[int, list[ChunkRequest]] = defaultdict(list)
-        for request in self._waiting:
+        for request in waiting:
             groups[_sot_position(request)].append(request)
         size = self._size
         batches, left = [], []

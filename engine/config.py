@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.errors import ConfigError
 
@@ -115,25 +115,34 @@ class BatchConfig:
     """How chunks from many files are grouped into model calls.
 
     Attributes:
-        batch_size: Chunks per model call; None picks 4 on CPU (two small batches in flight beat
+        batch_size: Windows per model call; None picks 4 on CPU (two small batches in flight beat
             one large one there, and beam search memory grows with the batch) and 16 on CUDA.
         sort_window: Chunks gathered before sorting by length and cutting batches.
+        pack: Lay short files (speech within one window) side by side in shared 30 s windows.
+        pack_gap_s: Silence between packed files.
+        pack_fill_s: Most window time packed files (and the gaps between them) may fill.
     """
 
     batch_size: int | None = None
     sort_window: int = 64
+    pack: bool = False
+    pack_gap_s: float = 2.0
+    pack_fill_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             _check_positive("batch size", self.batch_size)
         _check_positive("sort window", self.sort_window)
+        _check_positive("pack gap (s)", self.pack_gap_s, 0.0)
+        if not 0.0 < self.pack_fill_s <= 30.0:
+            raise ConfigError(f"pack fill must be over 0 and at most 30 s, got {self.pack_fill_s}")
 
     def for_device(self, device: str) -> BatchConfig:
         """This config with the batch size made concrete for a device."""
         if self.batch_size is not None:
             return self
         size = 4 if device == "cpu" else 16
-        return BatchConfig(batch_size=size, sort_window=max(self.sort_window, size * 4))
+        return replace(self, batch_size=size, sort_window=max(self.sort_window, size * 4))
 
 
 def default_workers() -> int:
@@ -220,3 +229,6 @@ class TranscribeConfig:
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
+        if self.batch.pack and self.decode.without_timestamps:
+            raise ConfigError("packing splits windows by timestamps: drop --without-timestamps "
+                              "or --pack")

@@ -10,19 +10,29 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from engine.assemble import Collector, finish, is_silence, to_segments
+from engine.assemble import Collector, finish
 from engine.batching import Batcher
 from engine.config import TranscribeConfig
 from engine.errors import ConfigError, TooManyErrors
 from engine.manifest import Manifest, open_manifest
 from engine.pool import OrderedPool
 from engine.prepare import Preparer
-from engine.runner import ModelRunner, PendingBatch
-from engine.types import AudioItem, ChunkRequest, ItemError, ItemResult, Outcome, PreparedItem
+from engine.runner import ModelRunner
+from engine.types import (
+    AudioItem,
+    ChunkRequest,
+    ChunkResult,
+    ItemError,
+    ItemResult,
+    Outcome,
+    PackedChunk,
+    PreparedItem,
+)
 from engine.writer import PartWriter, output_schema
 
 
@@ -34,6 +44,9 @@ class Timings:
     model_wait_s: float = 0.0
     batches: int = 0
     chunks: int = 0
+    packed_windows: int = 0  # windows shared by several chunks (--pack)
+    packed_chunks: int = 0  # chunks in those windows
+    unpacked_chunks: int = 0  # of those, decoded alone again: their share looked wrong
 
 
 @dataclass
@@ -106,6 +119,7 @@ def transcribe(config: TranscribeConfig,
                     summary.stopped = f"more than {budget} items failed"
                     break
     finally:
+        runner.close()
         writer.commit()
         summary.wall_s = time.monotonic() - started
         summary.skipped_done = len(done)
@@ -140,32 +154,29 @@ def worker_crashed(item: AudioItem) -> ItemError:
 
 def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRunner,
                   config: TranscribeConfig, timings: Timings | None = None) -> Iterator[Outcome]:
-    """Batch chunks across items, decode them asynchronously, and yield finished rows."""
+    """Batch chunks across items, decode them on the replica threads, yield finished rows."""
     batcher = Batcher(config.batch)
     collector = Collector()
-    in_flight: deque[PendingBatch] = deque()
+    in_flight: deque[Future[list[ChunkResult]]] = deque()
     max_in_flight = runner.replicas + 1
     timings = timings or Timings()
 
-    def drain(batch: PendingBatch) -> Iterator[ItemResult]:
+    def drain(batch: Future[list[ChunkResult]]) -> Iterator[ItemResult]:
         started = time.monotonic()
-        results = batch.wait()
+        results = batch.result()
         timings.model_wait_s += time.monotonic() - started
         timings.batches += 1
-        timings.chunks += len(results)
-        for decodes in results:
-            segments = []
-            for decoded in decodes:
-                if not is_silence(decoded, config.decode.no_speech_threshold,
-                                  config.decode.log_prob_threshold):
-                    request = decoded.request
-                    segments += to_segments(
-                        decoded, runner.tokenizer(request.language, request.task))
-            yield from collector.add(decodes[0].request.chunk, segments)
+        for result in results:
+            timings.chunks += 1
+            if result.route != "alone":
+                timings.packed_chunks += 1
+                timings.unpacked_chunks += result.route == "unpacked"
+            yield from collector.add(result.chunk, list(result.segments))
 
     def submit(batch: list[ChunkRequest]) -> Iterator[ItemResult]:
         while len(in_flight) >= max_in_flight:  # backpressure: wait for the oldest batch
             yield from drain(in_flight.popleft())
+        timings.packed_windows += sum(isinstance(r.chunk, PackedChunk) for r in batch)
         in_flight.append(runner.submit(batch))
 
     for p in with_languages(prepared, runner, config):
@@ -180,7 +191,9 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         task = p.item.task or config.decode.task
         prompt = p.item.prompt or config.decode.initial_prompt
         language = p.language or "en"
-        requests = [runner.request(chunk, language, task, prompt) for chunk in p.chunks]
+        packable = config.batch.pack and len(p.chunks) == 1
+        requests = [runner.request(chunk, language, task, prompt, packable)
+                    for chunk in p.chunks]
         for batch in batcher.add(requests):
             yield from submit(batch)
         while in_flight and in_flight[0].done():

@@ -1,47 +1,33 @@
 """ModelRunner: owns the one CTranslate2 Whisper model of a process and drives it.
 
-Batches are submitted asynchronously (`generate(..., asynchronous=True)`), so several replicas
-(`inter_threads`) decode at once while the caller prepares the next batch. A chunk whose output
-looks wrong (too repetitive, too improbable) is decoded again at the next temperature of the
-fallback schedule, as faster-whisper's `transcribe` does.
+`submit` hands a batch to a thread pool with one thread per replica (`inter_threads`); each
+thread runs the batch's whole decode: generation, temperature fallback (a chunk whose output
+looks too repetitive or too improbable is decoded again at the next temperature, as
+faster-whisper's `transcribe` does), continuations where the model stopped early, splitting packed
+windows, and segments. CTranslate2 releases the GIL, so the replicas work at once while the
+caller's thread only batches and writes.
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from engine.assemble import TIME_PRECISION_S, compression_ratio, is_silence, to_segments
 from engine.config import DecodeConfig, ModelConfig
 from engine.errors import ModelLoadError
 from engine.models import resolve_model
-from engine.types import Chunk, ChunkRequest
+from engine.packing import Word, share_is_suspect, split_window
+from engine.types import Chunk, ChunkRequest, ChunkResult, Decoded, PackedChunk, Segment
 
 MAX_LENGTH = 448
-TIME_PRECISION_S = 0.02
+TOKENS_PER_S = 50  # encoder positions per second (alignment times)
 MIN_TAIL_S = 1.0  # speech left after the model's last timestamp that is worth decoding again
 MAX_CONTINUATIONS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """The model's raw answer for one chunk."""
-
-    request: ChunkRequest
-    tokens: tuple[int, ...]
-    avg_logprob: float
-    no_speech_prob: float
-    temperature: float
-    compression_ratio: float
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def _effective_device(requested: str) -> str:
@@ -83,6 +69,11 @@ class ModelRunner:
         self.decode = decode
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
+        self._threads = ThreadPoolExecutor(self.replicas, thread_name_prefix="replica")
+
+    def close(self) -> None:
+        """Wait for submitted batches, then stop the replica threads."""
+        self._threads.shutdown(wait=True)
 
     def describe(self) -> dict[str, Any]:
         """The model as run.json records it."""
@@ -116,7 +107,8 @@ class ModelRunner:
 
         return list(get_suppressed_tokens(self.tokenizer(), [-1]))
 
-    def request(self, chunk: Chunk, language: str, task: str, prompt: str | None) -> ChunkRequest:
+    def request(self, chunk: Chunk, language: str, task: str, prompt: str | None,
+                packable: bool = False) -> ChunkRequest:
         """A chunk with its decoding prompt (previous-text prompt, language, task)."""
         if not self.is_multilingual:
             language = "en"
@@ -128,7 +120,7 @@ class ModelRunner:
         tokens += tokenizer.sot_sequence
         if self.decode.without_timestamps:
             tokens.append(tokenizer.no_timestamps)
-        return ChunkRequest(chunk, language, task, tuple(tokens))
+        return ChunkRequest(chunk, language, task, tuple(tokens), packable)
 
     def detect_languages(self, chunks: Sequence[Chunk]) -> list[tuple[str, float]]:
         """The most probable language of each chunk, with its probability."""
@@ -138,13 +130,78 @@ class ModelRunner:
         results = self.model.detect_language(features)
         return [(ranked[0][0].strip("<|>"), float(ranked[0][1])) for ranked in results]
 
-    def submit(self, requests: Sequence[ChunkRequest]) -> PendingBatch:
-        """Start decoding a batch; results come from `PendingBatch.wait()`."""
-        handles = self._generate(requests, self.decode.temperatures[0], asynchronous=True)
-        return PendingBatch(self, list(requests), handles)
+    def submit(self, requests: Sequence[ChunkRequest]) -> Future[list[ChunkResult]]:
+        """Start decoding a batch on a replica thread; the future holds one result per chunk
+        (a packed window gives one per member)."""
+        return self._threads.submit(self.decode_batch, list(requests))
 
-    def _generate(self, requests: Sequence[ChunkRequest], temperature: float,
-                  asynchronous: bool) -> list[Any]:
+    def decode_batch(self, requests: list[ChunkRequest]) -> list[ChunkResult]:
+        """Decode a batch to segments: fallback, continuations, packed windows split."""
+        results, alone = [], []
+        for run in self.continue_tails(self.decode_now(requests)):
+            window = run[0].request.chunk
+            if isinstance(window, Chunk):
+                results.append(ChunkResult(window, tuple(self.segments(run))))
+                continue
+            shares = self._shares(run)
+            for member, share in zip(window.members, shares, strict=True):
+                if share is None:
+                    alone.append(ChunkRequest(member, *_prompt_of(run[0].request)))
+                else:
+                    results.append(ChunkResult(member, tuple(share), "packed"))
+        if alone:
+            results += [ChunkResult(r.chunk, tuple(self.segments(run)), "unpacked")
+                        for r, run in zip(alone, self.continue_tails(self.decode_now(alone)),
+                                          strict=True) if isinstance(r.chunk, Chunk)]
+        return results
+
+    def segments(self, run: list[Decoded]) -> list[Segment]:
+        """The segments of a plain chunk's decodes; none from decodes judged silent."""
+        config = self.decode
+        out = []
+        for decoded in run:
+            if not is_silence(decoded, config.no_speech_threshold, config.log_prob_threshold):
+                request = decoded.request
+                out += to_segments(decoded, self.tokenizer(request.language, request.task))
+        return out
+
+    def _shares(self, run: list[Decoded]) -> list[list[Segment] | None]:
+        """Each member's segments from a packed window, or None where the member must be
+        decoded alone: the whole window when its decode needed fallback or looks silent."""
+        window = run[0].request.chunk
+        assert isinstance(window, PackedChunk)
+        config = self.decode
+        if any(d.temperature > config.temperatures[0] or is_silence(
+                d, config.no_speech_threshold, config.log_prob_threshold) for d in run):
+            return [None] * len(window.members)
+        request = run[0].request
+        shares = split_window(run, self.tokenizer(request.language, request.task),
+                              self.align_words)
+        return [None if share_is_suspect(share, config.compression_ratio_threshold) else share
+                for share in shares]
+
+    def align_words(self, decoded: Decoded) -> list[Word]:
+        """Word timings of a decode's text (cross-attention alignment), in its view's time."""
+        import ctranslate2
+
+        request = decoded.request
+        tokenizer = self.tokenizer(request.language, request.task)
+        text = [t for t in decoded.tokens if t < tokenizer.eot]
+        if not text:
+            return []
+        features = ctranslate2.StorageView.from_array(request.chunk.features[None])
+        frames = int(round(request.chunk.duration_s * 100))
+        result = self.model.align(features, tokenizer.sot_sequence, [text], [frames])[0]
+        text_index = np.array([pair[0] for pair in result.alignments])
+        time_index = np.array([pair[1] for pair in result.alignments])
+        jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
+        jump_s = time_index[jumps] / TOKENS_PER_S
+        _, word_tokens = tokenizer.split_to_word_tokens(text + [tokenizer.eot])
+        bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+        return [(tokens, float(jump_s[b]), float(jump_s[e]))
+                for tokens, b, e in zip(word_tokens[:-1], bounds[:-1], bounds[1:], strict=True)]
+
+    def _generate(self, requests: Sequence[ChunkRequest], temperature: float) -> list[Any]:
         import ctranslate2
 
         features = ctranslate2.StorageView.from_array(
@@ -156,7 +213,7 @@ class ModelRunner:
             search = dict(beam_size=self.decode.beam_size, patience=self.decode.patience)
         return list(self.model.generate(
             features, [list(r.prompt_tokens) for r in requests],
-            asynchronous=asynchronous, length_penalty=self.decode.length_penalty,
+            length_penalty=self.decode.length_penalty,
             max_length=MAX_LENGTH, return_scores=True, return_no_speech_prob=True,
             suppress_blank=self.decode.suppress_blank, suppress_tokens=self._suppress,
             max_initial_timestamp_index=int(round(
@@ -203,7 +260,7 @@ class ModelRunner:
     def decode_now(self, requests: list[ChunkRequest]) -> list[Decoded]:
         """Decode a batch synchronously, with temperature fallback."""
         temperature = self.decode.temperatures[0]
-        results = self._generate(requests, temperature, asynchronous=False)
+        results = self._generate(requests, temperature)
         return self.with_fallback(
             [self.to_decoded(r, res, temperature)
              for r, res in zip(requests, results, strict=True)])
@@ -224,8 +281,7 @@ class ModelRunner:
                 from_s = self.unfinished_tail_s(run[-1])
                 if from_s is not None:
                     r = run[-1].request
-                    todo.append((run, ChunkRequest(r.chunk.tail(from_s), r.language, r.task,
-                                                   r.prompt_tokens)))
+                    todo.append((run, ChunkRequest(r.chunk.tail(from_s), *_prompt_of(r))))
             if not todo:
                 break
             for (run, _), d in zip(todo, self.decode_now([req for _, req in todo]), strict=True):
@@ -240,7 +296,7 @@ class ModelRunner:
             if not todo:
                 break
             requests = [d.request for d in todo]
-            results = self._generate(requests, temperature, asynchronous=False)
+            results = self._generate(requests, temperature)
             todo = []
             for request, result in zip(requests, results, strict=True):
                 attempt = self.to_decoded(request, result, temperature)
@@ -248,6 +304,10 @@ class ModelRunner:
                 if self.needs_fallback(attempt):
                     todo.append(attempt)
         return [best[id(d.request)] for d in failed]
+
+
+def _prompt_of(request: ChunkRequest) -> tuple[str, str, tuple[int, ...]]:
+    return request.language, request.task, request.prompt_tokens
 
 
 def _better(old: Decoded, new: Decoded, config: DecodeConfig) -> Decoded:
@@ -258,24 +318,3 @@ def _better(old: Decoded, new: Decoded, config: DecodeConfig) -> Decoded:
         return (limit is None or d.compression_ratio <= limit, d.avg_logprob)
 
     return new if rank(new) > rank(old) else old
-
-
-class PendingBatch:
-    """A batch being decoded; `wait()` returns the decodes of each request, in order."""
-
-    def __init__(self, runner: ModelRunner, requests: list[ChunkRequest], handles: list[Any]):
-        self._runner = runner
-        self.requests = requests
-        self._handles = handles
-
-    def done(self) -> bool:
-        return all(h.done() for h in self._handles)
-
-    def wait(self) -> list[list[Decoded]]:
-        """Per request: its decode, plus continuations where the model stopped early."""
-        temperature = self._runner.decode.temperatures[0]
-        decoded = [
-            self._runner.to_decoded(r, h.result(), temperature)
-            for r, h in zip(self.requests, self._handles, strict=True)
-        ]
-        return self._runner.continue_tails(self._runner.with_fallback(decoded))

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 Status = Literal["ok", "empty", "error"]
+FRAMES_PER_S = 100  # log-mel frames per second of audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class Chunk:
             elapsed += span.duration_s
         return self.spans[-1].end_s if self.spans else chunk_time_s
 
-    def tail(self, from_s: float, frames_per_s: int = 100) -> Chunk:
+    def tail(self, from_s: float) -> Chunk:
         """The rest of this chunk after chunk time `from_s`, shifted to the window's start."""
         spans: list[SpeechSpan] = []
         elapsed = 0.0
@@ -76,10 +77,37 @@ class Chunk:
             if cut < span.duration_s:
                 spans.append(SpeechSpan(span.start_s + cut, span.end_s))
             elapsed += span.duration_s
-        shift = int(round(from_s * frames_per_s))
-        features = np.zeros_like(self.features)
-        features[:, : features.shape[1] - shift] = self.features[:, shift:]
-        return Chunk(self.item_id, self.index, tuple(spans), features)
+        return Chunk(self.item_id, self.index, tuple(spans), shift_features(self.features, from_s))
+
+
+def shift_features(features: np.ndarray, from_s: float) -> np.ndarray:
+    """Features moved left by `from_s` seconds (100 frames a second), silence-padded."""
+    shift = int(round(from_s * FRAMES_PER_S))
+    out = np.zeros_like(features)
+    out[:, : features.shape[1] - shift] = features[:, shift:]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PackedChunk:
+    """Whole short chunks of several items laid out in one window, silence between them.
+
+    `origin_s` is the window time where this view starts: 0, or where a decode stopped early
+    and the rest of the window is decoded again (see `tail`).
+    """
+
+    members: tuple[Chunk, ...]
+    offsets_s: tuple[float, ...]  # where each member's speech starts in the window
+    features: np.ndarray
+    origin_s: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.offsets_s[-1] + self.members[-1].duration_s - self.origin_s
+
+    def tail(self, from_s: float) -> PackedChunk:
+        return PackedChunk(self.members, self.offsets_s, shift_features(self.features, from_s),
+                           self.origin_s + from_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +125,25 @@ class PreparedItem:
 
 @dataclass(frozen=True, slots=True)
 class ChunkRequest:
-    """One chunk to decode, with the prompt settings of its item."""
+    """One window to decode (a chunk, or packed chunks), with the prompt settings of its items."""
 
-    chunk: Chunk
+    chunk: Chunk | PackedChunk
     language: str
     task: str
     prompt_tokens: tuple[int, ...]  # prompt (previous text, language, task) for the decoder
+    packable: bool = False  # the item's only chunk, which may share a window with others
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The model's raw answer for one request."""
+
+    request: ChunkRequest
+    tokens: tuple[int, ...]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +158,16 @@ class Segment:
     compression_ratio: float
 
 
+Route = Literal["alone", "packed", "unpacked"]  # unpacked: packed, then decoded alone
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkResult:
-    """The model's output for one chunk, already split into segments."""
+    """The model's output for one chunk, already split into segments in source time."""
 
-    item_id: str
-    index: int
+    chunk: Chunk
     segments: tuple[Segment, ...]
-    temperature: float
+    route: Route = "alone"
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,3 +66,16 @@ def broken_files(tmp_path: Any) -> dict[str, str]:
     shutil.copy(source, mislabeled)
     return {"empty": str(empty), "truncated": str(truncated), "not_audio": str(not_audio),
             "missing": str(folder / "missing.flac"), "mislabeled": str(mislabeled)}
+
+
+@pytest.fixture(scope="session")
+def read_rows() -> Callable[[str], dict[str, dict[str, Any]]]:
+    """Read an output folder's rows by id (checking that no id appears twice)."""
+    import pyarrow.dataset as ds
+
+    def read(out: str) -> dict[str, dict[str, Any]]:
+        rows = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table().to_pylist()
+        assert len(rows) == len({r["id"] for r in rows}), "duplicate ids in the output"
+        return {r["id"]: r for r in rows}
+
+    return read

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
@@ -32,12 +31,6 @@ def job(manifest: str, output: str, model_path: str, backend: str) -> Transcribe
     })
 
 
-def read_rows(out: str) -> dict[str, dict]:
-    rows = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table().to_pylist()
-    assert len(rows) == len({r["id"] for r in rows}), "duplicate ids in the output"
-    return {r["id"]: r for r in rows}
-
-
 @pytest.fixture(scope="module")
 def manifest(clips, broken_files_module, tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("ray") / "m.parquet")
@@ -61,7 +54,7 @@ def broken_files_module(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def both_runs(local_ray, manifest, model_path, tmp_path_factory):
+def both_runs(read_rows, local_ray, manifest, model_path, tmp_path_factory):
     folder = tmp_path_factory.mktemp("outs")
     local = transcribe(job(manifest, str(folder / "local"), model_path, "local"))
     on_ray = transcribe(job(manifest, str(folder / "ray"), model_path, "ray"))
@@ -93,7 +86,8 @@ def test_a_corrupt_file_is_an_error_row(both_runs) -> None:
     assert row["status"] == "error" and "truncated" in row["error"] and row["text"] is None
 
 
-def test_rerun_after_a_complete_run_does_no_work(both_runs, manifest, model_path) -> None:
+def test_rerun_after_a_complete_run_does_no_work(both_runs, manifest,
+                                                 model_path, read_rows) -> None:
     (_, _), (before, _), folder = both_runs
     report = transcribe(job(manifest, str(folder / "ray"), model_path, "ray"))
     assert report["rows"] == 0 and report["skipped_already_done"] == len(before)
@@ -101,7 +95,7 @@ def test_rerun_after_a_complete_run_does_no_work(both_runs, manifest, model_path
 
 
 def test_whole_parts_of_a_killed_run_are_adopted_and_half_ones_dropped(
-        both_runs, manifest, model_path, tmp_path) -> None:
+        both_runs, manifest, model_path, tmp_path, read_rows) -> None:
     """A killed Ray run leaves its staging folder: whole files count, torn ones are redone."""
     (_, _), (ray_rows, _), folder = both_runs
     out = tmp_path / "resumed"

@@ -5,18 +5,10 @@ from __future__ import annotations
 import os
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
 
 from engine import BatchConfig, DecodeConfig, ModelConfig, RunConfig, TranscribeConfig, transcribe
 from engine.evaluate import corpus_wer
-
-
-def read_rows(out: str) -> dict[str, dict]:
-    table = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table()
-    rows = table.to_pylist()
-    assert len(rows) == len({r["id"] for r in rows}), "duplicate ids in the output"
-    return {r["id"]: r for r in rows}
 
 
 def run(manifest: str, out: str, model_path: str, **run_options) -> dict:
@@ -31,7 +23,7 @@ def run(manifest: str, out: str, model_path: str, **run_options) -> dict:
 
 
 @pytest.fixture(scope="module")
-def clip_run(clips, model_path, tmp_path_factory) -> tuple[dict[str, dict], dict]:
+def clip_run(read_rows, clips, model_path, tmp_path_factory) -> tuple[dict[str, dict], dict]:
     folder = tmp_path_factory.mktemp("clips")
     manifest = str(folder / "m.parquet")
     import pyarrow.parquet as pq
@@ -88,7 +80,7 @@ def test_accuracy_matches_faster_whisper(clip_run, clips, model_path) -> None:
     assert agreement < 5.0
 
 
-def test_hugging_face_audio_struct_gives_the_same_text(clip_run, clips, model_path,
+def test_hugging_face_audio_struct_gives_the_same_text(read_rows, clip_run, clips, model_path,
                                                        tmp_path) -> None:
     audio_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     chosen = clips[:3]
@@ -104,8 +96,8 @@ def test_hugging_face_audio_struct_gives_the_same_text(clip_run, clips, model_pa
         assert rows[clip["id"]]["text"] == clip_run[0][clip["id"]]["text"]
 
 
-def test_broken_files_become_error_rows_and_the_run_goes_on(clips, broken_files, model_path,
-                                                            write_manifest, tmp_path) -> None:
+def test_broken_files_become_error_rows_and_the_run_goes_on(
+        clips, broken_files, model_path, write_manifest, tmp_path, read_rows) -> None:
     good = clips[0]
     paths = [good["path"], *broken_files.values()]
     ids = ["good", *broken_files]
@@ -120,7 +112,8 @@ def test_broken_files_become_error_rows_and_the_run_goes_on(clips, broken_files,
     assert report["counts"]["error"] == 4
 
 
-def test_silence_is_empty_and_costs_no_model_call(model_path, write_manifest, tmp_path) -> None:
+def test_silence_is_empty_and_costs_no_model_call(model_path, write_manifest,
+                                                  tmp_path, read_rows) -> None:
     import numpy as np
     import soundfile
 
@@ -133,7 +126,7 @@ def test_silence_is_empty_and_costs_no_model_call(model_path, write_manifest, tm
 
 
 def test_batched_equals_one_at_a_time_and_pool_equals_inline(clips, model_path, write_manifest,
-                                                              tmp_path) -> None:
+                                                              tmp_path, read_rows) -> None:
     manifest = write_manifest({"id": [c["id"] for c in clips], "path": [c["path"] for c in clips]})
     greedy = DecodeConfig(beam_size=1)
     texts = []
@@ -145,7 +138,7 @@ def test_batched_equals_one_at_a_time_and_pool_equals_inline(clips, model_path, 
 
 
 def test_rerun_does_no_work_and_duplicates_nothing(clip_run, clips, model_path, write_manifest,
-                                                   tmp_path) -> None:
+                                                   tmp_path, read_rows) -> None:
     manifest = write_manifest({"id": [c["id"] for c in clips[:2]],
                                "path": [c["path"] for c in clips[:2]]})
     out = str(tmp_path / "out")
@@ -156,7 +149,7 @@ def test_rerun_does_no_work_and_duplicates_nothing(clip_run, clips, model_path, 
     assert len(read_rows(out)) == 2
 
 
-def test_region_columns_transcribe_only_that_region(clips, model_path, write_manifest,
+def test_region_columns_transcribe_only_that_region(read_rows, clips, model_path, write_manifest,
                                                     tmp_path) -> None:
     clip = next(c for c in clips if c["id"] == "osr_us_000_0034_8k")
     manifest = write_manifest({"id": ["part"], "path": [clip["path"]],

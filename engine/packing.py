@@ -1,0 +1,152 @@
+"""Pack short utterances of different files into shared 30 s windows, and split the text back.
+
+The encoder always sees 30 s, so a 5 s clip decoded alone pays for 30 s of encoder work. Packing
+lays several whole clips (one item's only chunk each) into one window with silence between them,
+decodes the window with timestamps, and gives each segment to the clip it lies in. A segment that
+runs across the silence between two clips is cut by word timings (cross-attention alignment).
+The runner decodes a clip alone again when its share of a window looks wrong (`share_is_suspect`).
+
+The window's features are the clips' own features laid side by side: each clip brings its speech
+frames and the silence frames after them, so no audio needs to reach the main process.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engine.assemble import compression_ratio, make_segment, split_segments
+from engine.types import FRAMES_PER_S, Chunk, ChunkRequest, Decoded, PackedChunk, Segment
+
+WINDOW_S = 30.0
+EDGE_S = 0.02  # a segment may touch the neighbouring clip's region by this much
+
+# (text tokens, start_s, end_s) of one word, in the decoded view's time
+Word = tuple[list[int], float, float]
+
+
+def pack(requests: list[ChunkRequest], gap_s: float, fill_s: float) -> list[ChunkRequest]:
+    """Packable requests laid into windows (first fit, longest first); others untouched.
+
+    Only requests with the same language, task and prompt share a window. A clip that fits no
+    window with another stays a request of its own.
+    """
+    groups: dict[tuple[str, str, tuple[int, ...]], list[ChunkRequest]] = defaultdict(list)
+    out = []
+    for request in requests:
+        if request.packable:
+            groups[(request.language, request.task, request.prompt_tokens)].append(request)
+        else:
+            out.append(request)
+    for group in groups.values():
+        windows: list[tuple[list[ChunkRequest], float]] = []
+        for request in sorted(group, key=lambda r: r.chunk.duration_s, reverse=True):
+            length_s = request.chunk.duration_s
+            for i, (members, used_s) in enumerate(windows):
+                if used_s + gap_s + length_s <= fill_s:
+                    windows[i] = (members + [request], used_s + gap_s + length_s)
+                    break
+            else:
+                windows.append(([request], length_s))
+        for members, _ in windows:
+            if len(members) == 1:
+                out.append(members[0])
+                continue
+            first = members[0]
+            window = build_window([r.chunk for r in members if isinstance(r.chunk, Chunk)], gap_s)
+            out.append(ChunkRequest(window, first.language, first.task, first.prompt_tokens))
+    return out
+
+
+def build_window(chunks: list[Chunk], gap_s: float) -> PackedChunk:
+    """Chunks side by side in one window's features, `gap_s` of each one's silence after it."""
+    total = chunks[0].features.shape[1]
+    features = np.empty_like(chunks[0].features)
+    offsets = []
+    position = 0
+    for i, chunk in enumerate(chunks):
+        offsets.append(position / FRAMES_PER_S)
+        last = i == len(chunks) - 1
+        frames = total - position if last else int(round((chunk.duration_s + gap_s) * FRAMES_PER_S))
+        frames = min(frames, total - position)
+        features[:, position: position + frames] = chunk.features[:, :frames]
+        position += frames
+    return PackedChunk(tuple(chunks), tuple(offsets), features)
+
+
+def split_window(run: list[Decoded], tokenizer: Any,
+                 align: Callable[[Decoded], list[Word]]) -> list[list[Segment]]:
+    """Each member's segments (source time) from the decodes of one packed window.
+
+    A segment inside one member's region (its speech, up to the middle of the silences around
+    it) goes to that member whole; one across a boundary is cut at the boundary by word timings.
+    """
+    window = run[0].request.chunk
+    assert isinstance(window, PackedChunk)
+    members, offsets = window.members, window.offsets_s
+    cuts = [(offsets[i] + members[i].duration_s + offsets[i + 1]) / 2
+            for i in range(len(members) - 1)]
+
+    def owner(time_s: float) -> int:
+        return bisect.bisect_left(cuts, time_s)
+
+    shares: list[list[Segment]] = [[] for _ in members]
+
+    def give(index: int, start_s: float, end_s: float, tokens: list[int], decoded: Decoded) -> None:
+        member, offset = members[index], offsets[index]
+        local = [min(max(t - offset, 0.0), member.duration_s) for t in (start_s, end_s)]
+        segment = make_segment(member, local[0], local[1], tokenizer.decode(tokens), decoded)
+        if segment is not None:
+            shares[index].append(segment)
+
+    for decoded in run:
+        view = decoded.request.chunk
+        assert isinstance(view, PackedChunk)
+        words: list[Word] | None = None
+        first_token = 0  # index of the segment's first text token in the decode's text
+        for start_s, end_s, tokens in split_segments(
+                decoded.tokens, tokenizer.timestamp_begin, tokenizer.eot, view.duration_s):
+            start_s, end_s = start_s + view.origin_s, end_s + view.origin_s
+            first, last = owner(start_s + EDGE_S), owner(max(start_s, end_s - EDGE_S) + EDGE_S)
+            if first == last:
+                give(first, start_s, end_s, tokens, decoded)
+            else:
+                words = align(decoded) if words is None else words
+                for index, group in _words_by_member(
+                        words, first_token, first_token + len(tokens), view.origin_s, owner):
+                    give(index, group[0][1], group[-1][2], [t for w in group for t in w[0]],
+                         decoded)
+            first_token += len(tokens)
+    return shares
+
+
+def _words_by_member(words: list[Word], begin: int, end: int, origin_s: float,
+                     owner: Callable[[float], int]) -> list[tuple[int, list[Word]]]:
+    """The words whose first token is in text tokens [begin, end), grouped by the member their
+    middle lies in, in order."""
+    groups: list[tuple[int, list[Word]]] = []
+    position = 0
+    for tokens, start_s, end_s in words:
+        if begin <= position < end:
+            word = (tokens, start_s + origin_s, end_s + origin_s)
+            index = owner((word[1] + word[2]) / 2)
+            if groups and groups[-1][0] == index:
+                groups[-1][1].append(word)
+            else:
+                groups.append((index, [word]))
+        position += len(tokens)
+    return groups
+
+
+def share_is_suspect(segments: list[Segment], compression_ratio_threshold: float | None) -> bool:
+    """A member's share that calls for decoding it alone: no text (VAD found speech in it), or
+    text too repetitive."""
+    text = " ".join(s.text for s in segments)
+    if not text:
+        return True
+    limit = compression_ratio_threshold
+    return limit is not None and compression_ratio(text) > limit
