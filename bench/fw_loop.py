@@ -10,7 +10,8 @@ import time
 import pyarrow.parquet as pq
 
 
-def main(mode: str, manifest: str, model_path: str, threads: int, out: str) -> None:
+def main(mode: str, manifest: str, model_path: str, threads: int, out: str,
+         language: str | None = None) -> None:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     model = WhisperModel(model_path, device="cpu", compute_type="int8", cpu_threads=threads)
@@ -20,9 +21,9 @@ def main(mode: str, manifest: str, model_path: str, threads: int, out: str) -> N
     started = time.monotonic()
     for row in table:
         if pipeline is not None:
-            segments, info = pipeline.transcribe(row["path"], batch_size=8)
+            segments, info = pipeline.transcribe(row["path"], batch_size=8, language=language)
         else:
-            segments, info = model.transcribe(row["path"], vad_filter=True)
+            segments, info = model.transcribe(row["path"], vad_filter=True, language=language)
         texts[row["id"]] = "".join(s.text for s in segments).strip()
         audio_s += info.duration
     elapsed = time.monotonic() - started
@@ -31,4 +32,4 @@ def main(mode: str, manifest: str, model_path: str, threads: int, out: str) -> N
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], *sys.argv[6:7])

@@ -28,15 +28,14 @@ from common import load_corpus  # noqa: E402
 
 
 class GpuSampler:
-    """Mean GPU utilisation (NVML) between start and stop, all GPUs averaged."""
+    """Mean GPU utilisation (NVML) between start and stop, averaged over the GPUs used."""
 
-    def __init__(self) -> None:
+    def __init__(self, gpus: list[int] | None = None) -> None:
         import pynvml
 
         pynvml.nvmlInit()
         self._nvml = pynvml
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
-                         for i in range(pynvml.nvmlDeviceGetCount())]
+        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in (gpus or [0])]
         self._samples: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,7 +84,8 @@ def run_faster_whisper(model_path: str, rows: list[dict[str, str]], batch_size: 
 def run_engine(manifest: str, out: str, options: list[str]) -> tuple[dict, float, float]:
     cmd = [sys.executable, "-m", "engine", "transcribe", manifest, "-o", out, "-q", "--json",
            "--device", "cuda", *options]
-    with GpuSampler() as gpu:
+    gpus = [int(options[i + 1]) for i, o in enumerate(options) if o == "--gpu"]
+    with GpuSampler(gpus) as gpu:
         started = time.monotonic()
         done = subprocess.run(cmd, capture_output=True, text=True)
         elapsed = time.monotonic() - started
@@ -121,8 +121,11 @@ SWEEP = [
 @click.option("--repeat", default=20, show_default=True)
 @click.option("--out", required=True)
 @click.option("--sweep", default=len(SWEEP), show_default=True, help="How many sweep points.")
+@click.option("--configs", default=None,
+              help="Engine options to run instead of the sweep, ';' between configurations.")
 @click.option("--baseline/--no-baseline", default=True, help="Run (a) too.")
-def main(model: str, corpus: str, repeat: int, out: str, sweep: int, baseline: bool) -> None:
+def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: str | None,
+         baseline: bool) -> None:
     rows = [dict(r, id=f"{r['id']}#{k}") for k in range(repeat) for r in load_corpus(corpus)]
     work = "/tmp/bs/work"
     os.makedirs(work, exist_ok=True)
@@ -138,7 +141,8 @@ def main(model: str, corpus: str, repeat: int, out: str, sweep: int, baseline: b
         texts[label], speed, busy = run_faster_whisper(model, rows, 8, "float16")
         results.append({"system": label, "speed": speed, "gpu_busy": busy})
         print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}", flush=True)
-    for n, options in enumerate(SWEEP[:sweep]):
+    chosen = [c.strip() for c in configs.split(";")] if configs else SWEEP[:sweep]
+    for n, options in enumerate(chosen):
         folder = os.path.join(work, f"out{n}")
         report, speed, busy = run_engine(manifest, folder, [*options.split(), "--model", model])
         label = f"(b) batchscribe {options}"

@@ -1,12 +1,12 @@
 """Packing benchmark: `batchscribe transcribe --pack` vs the same engine without packing.
 
-    python bench/packing.py [--threads 2] [--repeat 4] [--sweep]
+    python bench/packing.py [--threads 2] [--repeat 3] [--sweep] [--model DIR --language en]
 
 Corpus: the shared real clips of at most 30 s (the short-clip set), repeated `--repeat` times in
 a different order each time (so each copy packs with different neighbours). Same run, same
-model (tiny.en int8, CPU): (b) faster-whisper BatchedInferencePipeline per file, (c) batchscribe
-without packing, (d) batchscribe --pack. `--sweep` adds packing at other gaps and fills, on the
-clips once. Speeds are whole commands from run.json (model load included, process start not).
+model (tiny.en unless --model; int8, CPU): (b) faster-whisper BatchedInferencePipeline per
+file, (c) batchscribe without packing, (d) batchscribe --pack. `--sweep` adds packing at other
+gaps and fills, on the clips once. Speeds are whole commands from run.json (model load included, process start not).
 Appends the tables to bench/RESULTS.md.
 """
 
@@ -43,7 +43,7 @@ def short_clips(repeat: int) -> list[dict[str, str]]:
 
 def run_engine(manifest: str, out_dir: str, args: list[str], threads: int) -> dict[str, object]:
     cmd = [PYTHON, "-m", "engine", "transcribe", manifest, "-o", out_dir, "--quiet",
-           "--compute-type", "int8", "--device", "cpu", *args]
+           "--compute-type", "int8", "--device", "cpu", *ENGINE_ARGS, *args]
     measured = run_measured(cmd, {"OMP_NUM_THREADS": str(threads)})
     if measured.returncode != 0:
         raise click.ClickException(f"{' '.join(cmd)} exited with {measured.returncode}")
@@ -68,16 +68,23 @@ def engine_row(label: str, report: dict[str, object], refs: dict[str, str],
             f"{windows} | {timings['packed_chunks']} | {timings['unpacked_chunks']} |")
 
 
+ENGINE_ARGS: list[str] = []  # --model and --language, for every engine run
 HEADER = ["| system | audio-s/s | vs (c) | WER | windows decoded | files packed | "
           "decoded alone again |", "| --- | --- | --- | --- | --- | --- | --- |"]
 
 
 @click.command()
 @click.option("--threads", default=2, show_default=True)
-@click.option("--repeat", default=4, show_default=True, help="Copies of the short-clip set.")
+@click.option("--repeat", default=3, show_default=True, help="Copies of the short-clip set.")
+@click.option("--model", default=None, help="CTranslate2 model folder [default: tiny.en].")
+@click.option("--language", default=None, help="Language of every file (multilingual models: "
+              "without it each file costs an extra encoder pass to detect its language).")
 @click.option("--sweep", is_flag=True, help="Also pack at other gaps and fills (clips once).")
 @click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
-def main(threads: int, repeat: int, sweep: bool, results: str) -> None:
+def main(threads: int, repeat: int, model: str | None, language: str | None, sweep: bool,
+         results: str) -> None:
+    model = model or default_model_path()
+    ENGINE_ARGS.extend(["--model", model, *(["--language", language] if language else [])])
     work = tempfile.mkdtemp(prefix="bench-pack-")
     rows = short_clips(repeat)
     refs = {r["id"]: r["reference_text"] for r in rows}
@@ -86,7 +93,7 @@ def main(threads: int, repeat: int, sweep: bool, results: str) -> None:
 
     out = os.path.join(work, "fw.json")
     run_measured([PYTHON, os.path.join(REPO, "bench", "fw_loop.py"), "batched",
-                             manifest, default_model_path(), str(threads), out],
+                             manifest, model, str(threads), out, *([language] if language else [])],
                             {"OMP_NUM_THREADS": str(threads)})
     with open(out, encoding="utf-8") as f:
         fw = json.load(f)
@@ -95,9 +102,10 @@ def main(threads: int, repeat: int, sweep: bool, results: str) -> None:
     packed = run_engine(manifest, os.path.join(work, "pack"), ["--pack"], threads)
     base = float(plain["audio_s_per_s"])  # type: ignore[arg-type]
     lines = [f"Corpus: the {len(rows) // repeat} shared clips of at most 30 s, {repeat} copies "
-             f"in shuffled orders: {len(rows)} files, {fw['audio_s']:.0f} s; tiny.en int8, CPU, "
-             f"{threads} threads, beam 5; python bench/packing.py --threads {threads} "
-             f"--repeat {repeat}" + (" --sweep" if sweep else ""), "", *HEADER,
+             f"in shuffled orders: {len(rows)} files, {fw['audio_s']:.0f} s; model {model}, int8, "
+             f"CPU, {threads} threads, beam 5; python bench/packing.py --threads {threads} "
+             f"--repeat {repeat}" + (" --sweep" if sweep else "")
+             + (f" --language {language}" if language else ""), "", *HEADER,
              f"| (b) faster-whisper BatchedInferencePipeline loop | {fw_speed:.1f} | "
              f"{fw_speed / base:.2f}x | {score(refs, fw['texts']):.2f} | - | - | - |",
              engine_row("(c) batchscribe --no-pack", plain, refs,

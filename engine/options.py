@@ -103,6 +103,8 @@ OPTIONS: tuple[Option, ...] = (
             "auto: int8 on CPU, float16 on CUDA."),
     _option("model", "replicas", "--replicas", INT1, None,
             "Model replicas decoding concurrently [default: 2 on CPU, 8 per GPU]."),
+    _option("model", "device_index", "--gpu", INT0, (0,),
+            "GPU to use (repeatable: one set of replicas on each).", multiple=True),
     _option("model", "cpu_threads", "--cpu-threads", INT0, 0,
             "Threads per replica on CPU [default: cores / replicas]."),
     _option("batch", "batch_size", "--batch-size", INT1, None,

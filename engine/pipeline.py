@@ -158,7 +158,7 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
     batcher = Batcher(config.batch)
     collector = Collector()
     in_flight: deque[Future[list[ChunkResult]]] = deque()
-    max_in_flight = runner.replicas + 1
+    max_in_flight = runner.concurrency + 1
     timings = timings or Timings()
 
     def drain(batch: Future[list[ChunkResult]]) -> Iterator[ItemResult]:

@@ -69,11 +69,17 @@ class ModelRunner:
         self.decode = decode
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
-        self._threads = ThreadPoolExecutor(self.replicas, thread_name_prefix="replica")
+        self.devices = len(model.device_index) if self.device == "cuda" else 1
+        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replica")
 
     def close(self) -> None:
         """Wait for submitted batches, then stop the replica threads."""
         self._threads.shutdown(wait=True)
+
+    @property
+    def concurrency(self) -> int:
+        """Batches decoded at once: the replicas of every device."""
+        return self.replicas * self.devices
 
     def describe(self) -> dict[str, Any]:
         """The model as run.json records it."""
@@ -81,7 +87,8 @@ class ModelRunner:
 
         return {"path": self.path, "sha256_16": model_fingerprint(self.path),
                 "device": self.device, "compute_type": self.compute_type,
-                "replicas": self.replicas, "n_mels": self.n_mels,
+                "replicas_per_device": self.replicas, "devices": self.devices,
+                "n_mels": self.n_mels,
                 "multilingual": self.is_multilingual}
 
     @property
