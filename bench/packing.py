@@ -6,8 +6,8 @@ Corpus: the shared real clips of at most 30 s (the short-clip set), repeated `--
 a different order each time (so each copy packs with different neighbours). Same run, same
 model (tiny.en unless --model; int8, CPU): (b) faster-whisper BatchedInferencePipeline per
 file, (c) batchscribe without packing, (d) batchscribe --pack. `--sweep` adds packing at other
-gaps and fills, on the clips once. Speeds are whole commands from run.json (model load included, process start not).
-Appends the tables to bench/RESULTS.md.
+gaps and fills, on the clips once. Speeds are whole commands from run.json (model load
+included, process start not). Appends the tables to bench/RESULTS.md.
 """
 
 from __future__ import annotations
