@@ -35,31 +35,36 @@ def pack(requests: list[ChunkRequest], gap_s: float, fill_s: float) -> list[Chun
     Only requests with the same language, task and prompt share a window. A clip that fits no
     window with another stays a request of its own.
     """
-    groups: dict[tuple[str, str, tuple[int, ...]], list[ChunkRequest]] = defaultdict(list)
+    groups: dict[tuple[str, str, tuple[int, ...]], list[Chunk]] = defaultdict(list)
     out = []
     for request in requests:
-        if request.packable:
-            groups[(request.language, request.task, request.prompt_tokens)].append(request)
+        if request.packable and isinstance(request.chunk, Chunk):
+            groups[(request.language, request.task, request.prompt_tokens)].append(request.chunk)
         else:
             out.append(request)
-    for group in groups.values():
-        windows: list[tuple[list[ChunkRequest], float]] = []
-        for request in sorted(group, key=lambda r: r.chunk.duration_s, reverse=True):
-            length_s = request.chunk.duration_s
-            for i, (members, used_s) in enumerate(windows):
-                if used_s + gap_s + length_s <= fill_s:
-                    windows[i] = (members + [request], used_s + gap_s + length_s)
-                    break
-            else:
-                windows.append(([request], length_s))
-        for members, _ in windows:
+    for (language, task, prompt), chunks in groups.items():
+        for members in _first_fit(chunks, gap_s, fill_s):
             if len(members) == 1:
-                out.append(members[0])
-                continue
-            first = members[0]
-            window = build_window([r.chunk for r in members if isinstance(r.chunk, Chunk)], gap_s)
-            out.append(ChunkRequest(window, first.language, first.task, first.prompt_tokens))
+                out.append(ChunkRequest(members[0], language, task, prompt, packable=True))
+            else:
+                out.append(ChunkRequest(build_window(members, gap_s), language, task, prompt))
     return out
+
+
+def _first_fit(chunks: list[Chunk], gap_s: float, fill_s: float) -> list[list[Chunk]]:
+    """Chunks in windows: longest first, each into the first window it still fits."""
+    windows: list[list[Chunk]] = []
+    used_s: list[float] = []
+    for chunk in sorted(chunks, key=lambda c: c.duration_s, reverse=True):
+        for i, members in enumerate(windows):
+            if used_s[i] + gap_s + chunk.duration_s <= fill_s:
+                members.append(chunk)
+                used_s[i] += gap_s + chunk.duration_s
+                break
+        else:
+            windows.append([chunk])
+            used_s.append(chunk.duration_s)
+    return windows
 
 
 def build_window(chunks: list[Chunk], gap_s: float) -> PackedChunk:

@@ -22,7 +22,15 @@ from engine.config import DecodeConfig, ModelConfig
 from engine.errors import ModelLoadError
 from engine.models import resolve_model
 from engine.packing import Word, share_is_suspect, split_window
-from engine.types import Chunk, ChunkRequest, ChunkResult, Decoded, PackedChunk, Segment
+from engine.types import (
+    FRAMES_PER_S,
+    Chunk,
+    ChunkRequest,
+    ChunkResult,
+    Decoded,
+    PackedChunk,
+    Segment,
+)
 
 MAX_LENGTH = 448
 TOKENS_PER_S = 50  # encoder positions per second (alignment times)
@@ -144,22 +152,22 @@ class ModelRunner:
 
     def decode_batch(self, requests: list[ChunkRequest]) -> list[ChunkResult]:
         """Decode a batch to segments: fallback, continuations, packed windows split."""
-        results, alone = [], []
+        results: list[ChunkResult] = []
+        alone: list[tuple[Chunk, ChunkRequest]] = []  # members of packed windows, to redo
         for run in self.continue_tails(self.decode_now(requests)):
             window = run[0].request.chunk
             if isinstance(window, Chunk):
                 results.append(ChunkResult(window, tuple(self.segments(run))))
                 continue
-            shares = self._shares(run)
-            for member, share in zip(window.members, shares, strict=True):
+            for member, share in zip(window.members, self._shares(run), strict=True):
                 if share is None:
-                    alone.append(ChunkRequest(member, *_prompt_of(run[0].request)))
+                    alone.append((member, ChunkRequest(member, *_prompt_of(run[0].request))))
                 else:
                     results.append(ChunkResult(member, tuple(share), "packed"))
         if alone:
-            results += [ChunkResult(r.chunk, tuple(self.segments(run)), "unpacked")
-                        for r, run in zip(alone, self.continue_tails(self.decode_now(alone)),
-                                          strict=True) if isinstance(r.chunk, Chunk)]
+            runs = self.continue_tails(self.decode_now([request for _, request in alone]))
+            results += [ChunkResult(member, tuple(self.segments(run)), "unpacked")
+                        for (member, _), run in zip(alone, runs, strict=True)]
         return results
 
     def segments(self, run: list[Decoded]) -> list[Segment]:
@@ -197,7 +205,7 @@ class ModelRunner:
         if not text:
             return []
         features = ctranslate2.StorageView.from_array(request.chunk.features[None])
-        frames = int(round(request.chunk.duration_s * 100))
+        frames = int(round(request.chunk.duration_s * FRAMES_PER_S))
         result = self.model.align(features, tokenizer.sot_sequence, [text], [frames])[0]
         text_index = np.array([pair[0] for pair in result.alignments])
         time_index = np.array([pair[1] for pair in result.alignments])
