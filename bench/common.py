@@ -1,16 +1,21 @@
-"""Shared helpers of the benchmarks: the corpus manifest, process-tree memory, WER tables."""
+"""Shared helpers of the benchmarks: the corpus manifest, runs of faster-whisper's loops and of
+batchscribe on CPU, process-tree memory, outputs and their WER, the results file."""
 
 from __future__ import annotations
 
 import csv
+import datetime
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,3 +76,47 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Measured:
 
 
 PYTHON = sys.executable
+
+
+def run_fw_loop(mode: str, manifest: str, model: str, threads: int, work: str,
+                language: str | None = None) -> tuple[dict[str, Any], Measured]:
+    """bench/fw_loop.py in `mode` (loop or batched): its {texts, audio_s, transcribe_s}."""
+    out = os.path.join(work, f"fw-{mode}.json")
+    measured = run_measured([PYTHON, os.path.join(REPO, "bench", "fw_loop.py"), mode, manifest,
+                             model, str(threads), out, *([language] if language else [])],
+                            {"OMP_NUM_THREADS": str(threads)})
+    with open(out, encoding="utf-8") as f:
+        return json.load(f), measured
+
+
+def engine_command(manifest: str, out_dir: str, args: list[str]) -> list[str]:
+    """`batchscribe transcribe` on the CPU, int8, quiet, with extra options."""
+    return [PYTHON, "-m", "engine", "transcribe", manifest, "-o", out_dir, "--quiet",
+            "--compute-type", "int8", "--device", "cpu", *args]
+
+
+def read_report(out_dir: str) -> dict[str, Any]:
+    with open(os.path.join(out_dir, "run.json"), encoding="utf-8") as f:
+        report: dict[str, Any] = json.load(f)
+    return report
+
+
+def read_output(folder: str) -> dict[str, str]:
+    """{id: text} of an output folder."""
+    table = ds.dataset(folder, format="parquet", exclude_invalid_files=True).to_table(
+        columns=["id", "text"])
+    return {r["id"]: r["text"] or "" for r in table.to_pylist()}
+
+
+def wer(refs: dict[str, str], texts: dict[str, str]) -> float:
+    """Corpus WER of `texts` over every id of `refs` (a missing text counts as empty)."""
+    from engine.evaluate import corpus_wer
+
+    ids = list(refs)
+    return corpus_wer([refs[i] for i in ids], [texts.get(i, "") for i in ids]).wer
+
+
+def append_results(path: str, title: str, body: str) -> None:
+    """Add a dated section to bench/RESULTS.md (or `path`)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"\n## {title} ({datetime.date.today()})\n\n{body}\n")

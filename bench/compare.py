@@ -10,25 +10,27 @@ Speeds of (a) and (b) exclude model loading; (c) is the whole command, start-up 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 
 import click
-import pyarrow.dataset as ds
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, REPO, load_corpus, run_measured, write_manifest  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    append_results,
+    engine_command,
+    load_corpus,
+    read_output,
+    read_report,
+    run_fw_loop,
+    run_measured,
+    wer,
+    write_manifest,
+)
 
-from engine.evaluate import corpus_wer  # noqa: E402
 from engine.models import default_model_path  # noqa: E402
-
-
-def read_output(folder: str) -> dict[str, str]:
-    table = ds.dataset(folder, format="parquet", exclude_invalid_files=True).to_table(
-        columns=["id", "text"])
-    return {r["id"]: r["text"] or "" for r in table.to_pylist()}
 
 
 @click.command()
@@ -52,11 +54,7 @@ def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, resul
     table = []
     for label, mode in (("(a) faster-whisper transcribe loop", "loop"),
                         ("(b) faster-whisper BatchedInferencePipeline loop", "batched")):
-        out = os.path.join(work, f"{mode}.json")
-        m = run_measured([PYTHON, os.path.join(REPO, "bench", "fw_loop.py"), mode, manifest,
-                          model, str(threads), out], env)
-        with open(out, encoding="utf-8") as f:
-            result = json.load(f)
+        result, m = run_fw_loop(mode, manifest, model, threads, work)
         table.append((label, result["audio_s"] / result["transcribe_s"], result["texts"], m))
     engines = [("(c) batchscribe transcribe", "batchscribe", batchscribe_args.split())]
     if with_ray:
@@ -64,11 +62,8 @@ def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, resul
                         *batchscribe_args.split()]))
     for label, name, args in engines:
         out_dir = os.path.join(work, name)
-        cmd = [PYTHON, "-m", "engine", "transcribe", manifest, "-o", out_dir, "--quiet",
-               "--compute-type", "int8", "--device", "cpu", *args]
-        m = run_measured(cmd, env)
-        with open(os.path.join(out_dir, "run.json"), encoding="utf-8") as f:
-            report = json.load(f)
+        m = run_measured(engine_command(manifest, out_dir, args), env)
+        report = read_report(out_dir)
         speed = report["audio_hours"] * 3600 / m.wall_s
         table.append((f"{label} {batchscribe_args}".strip(), speed, read_output(out_dir), m))
 
@@ -80,16 +75,14 @@ def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, resul
              "| --- | --- | --- | --- | --- | --- |"]
     base_a, base_b = table[0][1], table[1][1]
     for label, speed, texts, measured in table:
-        ids = list(refs)
-        wer = corpus_wer([refs[i] for i in ids], [texts.get(i, "") for i in ids])
         lines.append(f"| {label} | {speed:.1f} | {speed / base_a:.2f}x | {speed / base_b:.2f}x | "
-                     f"{wer.wer:.2f} | {measured.peak_rss_mb:.0f} |")
+                     f"{wer(refs, texts):.2f} | {measured.peak_rss_mb:.0f} |")
     if with_ray:
         lines += ["", "Ray stages (ray-stats.txt of (d)):", "", *ray_stage_times(
             os.path.join(work, "ray", "ray-stats.txt"))]
     text = "\n".join(lines)
     click.echo(text)
-    _append(results, "CPU: faster-whisper loops vs batchscribe", text)
+    append_results(results, "CPU: faster-whisper loops vs batchscribe", text)
 
 
 RAY_ARGS = ["--backend", "ray", "--ray-cpus-per-model-actor", "0.5",
@@ -100,13 +93,6 @@ def ray_stage_times(path: str) -> list[str]:
     """One line per Ray Data operator: tasks and wall time, as Ray's stats report them."""
     with open(path, encoding="utf-8") as f:
         return [f"- {line.strip()}" for line in f if line.startswith("Operator ")]
-
-
-def _append(path: str, title: str, body: str) -> None:
-    import datetime
-
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(f"\n## {title} ({datetime.date.today()})\n\n{body}\n")
 
 
 if __name__ == "__main__":

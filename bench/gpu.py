@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import load_corpus  # noqa: E402
+from common import load_corpus, read_output  # noqa: E402
 
 
 class GpuSampler:
@@ -95,14 +95,6 @@ def run_engine(manifest: str, out: str, options: list[str]) -> tuple[dict, float
     return report, report["audio_hours"] * 3600 / elapsed, gpu.busy
 
 
-def read_texts(folder: str) -> dict[str, str]:
-    import pyarrow.dataset as ds
-
-    table = ds.dataset(folder, format="parquet", exclude_invalid_files=True).to_table(
-        columns=["id", "text"])
-    return {r["id"]: r["text"] or "" for r in table.to_pylist()}
-
-
 SWEEP = [
     "--beam-size 5 --batch-size 16 --replicas 4 -j 8",
     "--beam-size 5 --batch-size 16 --replicas 8 -j 8",
@@ -149,7 +141,7 @@ def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: st
         results.append({"system": label, "speed": speed, "gpu_busy": busy,
                         "timings": report["timings"], "wall_s": report["wall_s"],
                         "counts": report["counts"]})
-        texts[label] = read_texts(folder)
+        texts[label] = read_output(folder)
         print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}, {report['timings']}", flush=True)
     _dump(out, "gpu_texts.json", texts)
     _dump(out, "gpu_results.json", {"total_audio_s": total_s, "results": results,

@@ -9,7 +9,6 @@ over the process tree (main process and decode workers), sampled every 50 ms.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -21,8 +20,7 @@ import pyarrow.parquet as pq
 import soundfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, REPO, load_corpus, run_measured  # noqa: E402
-from compare import _append  # noqa: E402
+from common import PYTHON, REPO, append_results, load_corpus, read_report, run_measured  # noqa: E402
 
 
 @click.command()
@@ -46,15 +44,14 @@ def main(rows: tuple[int, ...], speech_every: int, results: str) -> None:
                        manifest)
         out = os.path.join(work, f"out{count}")
         measured = run_measured([PYTHON, "-m", "engine", "transcribe", manifest, "-o", out, "-q"])
-        with open(os.path.join(out, "run.json"), encoding="utf-8") as f:
-            report = json.load(f)
+        report = read_report(out)
         speech_rows = len([p for p in paths if p != silent])
         lines.append(f"| {count} | {speech_rows} | {measured.wall_s:.0f} | "
                      f"{report['audio_s_per_s']:.1f} | {measured.peak_rss_mb:.0f} |")
         click.echo(lines[-1])
     text = "\n".join(lines)
     click.echo(text)
-    _append(results, "CPU: peak memory against manifest size", text)
+    append_results(results, "CPU: peak memory against manifest size", text)
 
 
 if __name__ == "__main__":
