@@ -13,6 +13,7 @@ frames and the silence frames after them, so no audio needs to reach the main pr
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,8 @@ def split_window(run: list[Decoded], tokenizer: Any,
 
     A segment inside one member's region (its speech, up to the middle of the silences around
     it) goes to that member whole; one across a boundary is cut at the boundary by word timings.
+    A decode gives nothing to the members its continuation starts at or after (see
+    `PackedChunk.tail`): the continuation decodes them again.
     """
     window = run[0].request.chunk
     assert isinstance(window, PackedChunk)
@@ -101,16 +104,22 @@ def split_window(run: list[Decoded], tokenizer: Any,
 
     shares: list[list[Segment]] = [[] for _ in members]
 
-    def give(index: int, start_s: float, end_s: float, tokens: list[int], decoded: Decoded) -> None:
+    def give(index: int, start_s: float, end_s: float, tokens: list[int], decoded: Decoded,
+             redone_from_s: float) -> None:
         member, offset = members[index], offsets[index]
+        if offset >= redone_from_s:
+            return
         local = [min(max(t - offset, 0.0), member.duration_s) for t in (start_s, end_s)]
         segment = make_segment(member, local[0], local[1], tokenizer.decode(tokens), decoded)
         if segment is not None:
             shares[index].append(segment)
 
+    views: list[PackedChunk] = []
     for decoded in run:
-        view = decoded.request.chunk
-        assert isinstance(view, PackedChunk)
+        assert isinstance(decoded.request.chunk, PackedChunk)
+        views.append(decoded.request.chunk)
+    for decoded, view, redone_from_s in zip(
+            run, views, [*(v.origin_s for v in views[1:]), math.inf], strict=True):
         words: list[Word] | None = None
         first_token = 0  # index of the segment's first text token in the decode's text
         for start_s, end_s, tokens in split_segments(
@@ -118,13 +127,13 @@ def split_window(run: list[Decoded], tokenizer: Any,
             start_s, end_s = start_s + view.origin_s, end_s + view.origin_s
             first, last = owner(start_s + EDGE_S), owner(max(start_s, end_s - EDGE_S) + EDGE_S)
             if first == last:
-                give(first, start_s, end_s, tokens, decoded)
+                give(first, start_s, end_s, tokens, decoded, redone_from_s)
             else:
                 words = align(decoded) if words is None else words
                 for index, group in _words_by_member(
                         words, first_token, first_token + len(tokens), view.origin_s, owner):
                     give(index, group[0][1], group[-1][2], [t for w in group for t in w[0]],
-                         decoded)
+                         decoded, redone_from_s)
             first_token += len(tokens)
     return shares
 

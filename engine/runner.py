@@ -204,7 +204,7 @@ class ModelRunner:
         text = [t for t in decoded.tokens if t < tokenizer.eot]
         if not text:
             return []
-        features = ctranslate2.StorageView.from_array(request.chunk.features[None])
+        features = ctranslate2.StorageView.from_array(decoded.encoded[None])
         frames = int(round(request.chunk.duration_s * FRAMES_PER_S))
         result = self.model.align(features, tokenizer.sot_sequence, [text], [frames])[0]
         text_index = np.array([pair[0] for pair in result.alignments])
@@ -216,11 +216,22 @@ class ModelRunner:
         return [(tokens, float(jump_s[b]), float(jump_s[e]))
                 for tokens, b, e in zip(word_tokens[:-1], bounds[:-1], bounds[1:], strict=True)]
 
-    def _generate(self, requests: Sequence[ChunkRequest], temperature: float) -> list[Any]:
+    def _encode(self, requests: Sequence[ChunkRequest]) -> np.ndarray:
+        """The encoder's output for a batch, on the host [batch, frames, width]."""
         import ctranslate2
 
         features = ctranslate2.StorageView.from_array(
             np.stack([r.chunk.features for r in requests]))
+        encoded = self.model.encode(features, to_cpu=True)
+        if encoded.dtype == ctranslate2.DataType.bfloat16:  # numpy has no bfloat16
+            encoded = encoded.to(ctranslate2.DataType.float32)
+        return np.asarray(encoded)
+
+    def _generate(self, requests: Sequence[ChunkRequest], encoded: np.ndarray,
+                  temperature: float) -> list[Any]:
+        import ctranslate2
+
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded))
         if temperature > 0:
             search: dict[str, Any] = dict(beam_size=1, num_hypotheses=self.decode.best_of,
                                           sampling_topk=0, sampling_temperature=temperature)
@@ -236,14 +247,16 @@ class ModelRunner:
             **search,
         ))
 
-    def to_decoded(self, request: ChunkRequest, result: Any, temperature: float) -> Decoded:
+    def to_decoded(self, request: ChunkRequest, result: Any, temperature: float,
+                   encoded: np.ndarray) -> Decoded:
         """Pick the best hypothesis and compute faster-whisper's quality measures."""
         best = int(np.argmax(result.scores)) if len(result.scores) > 1 else 0
         tokens = result.sequences_ids[best]
         cum_logprob = result.scores[best] * (len(tokens) ** self.decode.length_penalty)
         text = self.tokenizer(request.language, request.task).decode(tokens).strip()
         return Decoded(request, tuple(tokens), cum_logprob / (len(tokens) + 1),
-                       float(result.no_speech_prob), temperature, compression_ratio(text))
+                       float(result.no_speech_prob), temperature, compression_ratio(text),
+                       encoded)
 
     def needs_fallback(self, d: Decoded) -> bool:
         """faster-whisper's rule: repetitive or improbable text, unless it is silence."""
@@ -275,10 +288,11 @@ class ModelRunner:
     def decode_now(self, requests: list[ChunkRequest]) -> list[Decoded]:
         """Decode a batch synchronously, with temperature fallback."""
         temperature = self.decode.temperatures[0]
-        results = self._generate(requests, temperature)
+        encoded = self._encode(requests)
+        results = self._generate(requests, encoded, temperature)
         return self.with_fallback(
-            [self.to_decoded(r, res, temperature)
-             for r, res in zip(requests, results, strict=True)])
+            [self.to_decoded(r, res, temperature, e)
+             for r, res, e in zip(requests, results, encoded, strict=True)])
 
     def with_fallback(self, decoded: list[Decoded]) -> list[Decoded]:
         failed = [d for d in decoded if self.needs_fallback(d)]
@@ -311,10 +325,11 @@ class ModelRunner:
             if not todo:
                 break
             requests = [d.request for d in todo]
-            results = self._generate(requests, temperature)
+            encoded = [d.encoded for d in todo]
+            results = self._generate(requests, np.stack(encoded), temperature)
             todo = []
-            for request, result in zip(requests, results, strict=True):
-                attempt = self.to_decoded(request, result, temperature)
+            for request, result, e in zip(requests, results, encoded, strict=True):
+                attempt = self.to_decoded(request, result, temperature, e)
                 best[id(request)] = _better(best[id(request)], attempt, self.decode)
                 if self.needs_fallback(attempt):
                     todo.append(attempt)

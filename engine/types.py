@@ -12,6 +12,7 @@ import numpy as np
 
 Status = Literal["ok", "empty", "error"]
 FRAMES_PER_S = 100  # log-mel frames per second of audio
+RESUME_SLACK_S = 0.5  # a packed decode stopping this close to a member's end has finished it
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,13 @@ class PackedChunk:
         return self.offsets_s[-1] + self.members[-1].duration_s - self.origin_s
 
     def tail(self, from_s: float) -> PackedChunk:
+        """The rest of the window after view time `from_s`; from the start of the member whose
+        speech `from_s` falls inside, so that no member is decoded from its middle (a decode
+        that stopped there has often skipped that member's first words)."""
+        stop_s = self.origin_s + from_s
+        for member, offset in zip(self.members, self.offsets_s, strict=True):
+            if self.origin_s < offset < stop_s < offset + member.duration_s - RESUME_SLACK_S:
+                from_s = offset - self.origin_s
         return PackedChunk(self.members, self.offsets_s, shift_features(self.features, from_s),
                            self.origin_s + from_s)
 
@@ -144,6 +152,9 @@ class Decoded:
     no_speech_prob: float
     temperature: float
     compression_ratio: float
+    # the encoder's output for the request's features [frames, width], kept so that fallback
+    # and word alignment need no second encoder pass
+    encoded: np.ndarray = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

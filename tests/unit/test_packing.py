@@ -73,7 +73,7 @@ def test_window_features_are_each_members_speech_then_its_own_silence() -> None:
 
 def decoded(window: PackedChunk, tokens: list[int], temperature: float = 0.0) -> Decoded:
     request = ChunkRequest(window, "en", "transcribe", (1, 2))
-    return Decoded(request, tuple(tokens), -0.2, 0.01, temperature, 1.0)
+    return Decoded(request, tuple(tokens), -0.2, 0.01, temperature, 1.0, np.zeros((1500, 4)))
 
 
 def two_clip_window() -> PackedChunk:
@@ -109,6 +109,23 @@ def test_a_continuation_is_placed_at_its_origin() -> None:
     shares = split_window([first, rest], Tokenizer(), no_alignment)
     assert [s.text for s in shares[0]] == ["w1"]
     assert [(s.start_s, s.end_s, s.text) for s in shares[1]] == [(0.0, 2.5, "w2")]
+
+
+def test_a_continuation_restarts_at_the_member_the_decode_stopped_inside() -> None:
+    window = two_clip_window()  # b's speech at window 6-9 s
+    assert window.tail(5.0).origin_s == 5.0  # in the gap: from there
+    assert window.tail(7.0).origin_s == 6.0  # inside b: from b's start
+    assert window.tail(8.8).origin_s == 8.8  # at b's very end: b is done
+    assert window.tail(7.0).tail(0.5).origin_s == 6.5  # already restarted at b: go on
+
+
+def test_a_decode_gives_nothing_to_the_member_its_continuation_decodes_again() -> None:
+    window = two_clip_window()
+    first = decoded(window, [ts(0.0), 1, ts(3.0), ts(6.8), 2, ts(7.0), EOT])  # skipped b's start
+    rest = decoded(window.tail(7.0), [ts(0.0), 3, 2, ts(1.0), EOT])  # b again, from window 6.0
+    shares = split_window([first, rest], Tokenizer(), no_alignment)
+    assert [s.text for s in shares[0]] == ["w1"]
+    assert [(s.start_s, s.end_s, s.text) for s in shares[1]] == [(0.0, 1.0, "w3 w2")]
 
 
 def test_an_empty_or_repetitive_share_is_suspect() -> None:
