@@ -113,7 +113,7 @@ OPTIONS: tuple[Option, ...] = (
             "Lay short files side by side in shared 30 s windows (faster on short clips)."),
     _option("batch", "pack_gap_s", "--pack-gap", click.FloatRange(min=0), 2.0,
             "Seconds of silence between packed files."),
-    _option("batch", "pack_fill_s", "--pack-fill", click.FloatRange(min=1, max=30), 30.0,
+    _option("batch", "pack_fill_s", "--pack-fill", click.FloatRange(min=1, max=30), 29.0,
             "Seconds of a window that packed files and their gaps may fill."),
     _option("run", "workers", "-j --workers", INT0, default_workers(),
             "Decode/VAD processes (0: in the main process)."),

@@ -2,9 +2,10 @@
 
 The encoder always sees 30 s, so a 5 s clip decoded alone pays for 30 s of encoder work. Packing
 lays several whole clips (one item's only chunk each) into one window with silence between them,
-decodes the window with timestamps, and gives each segment to the clip it lies in. A segment that
-runs across the silence between two clips is cut by word timings (cross-attention alignment).
-The runner decodes a clip alone again when its share of a window looks wrong (`share_is_suspect`).
+decodes the window with timestamps, and gives each segment to the clip whose speech it covers; a
+segment over two clips' speech is cut by word timings (cross-attention alignment on the encoder
+output already computed). The runner decodes a clip alone again when its share of a window looks
+wrong (`share_is_suspect`).
 
 The window's features are the clips' own features laid side by side: each clip brings its speech
 frames and the silence frames after them, so no audio needs to reach the main process.
@@ -24,10 +25,10 @@ from engine.assemble import compression_ratio, make_segment, split_segments
 from engine.types import FRAMES_PER_S, Chunk, ChunkRequest, Decoded, PackedChunk, Segment
 
 WINDOW_S = 30.0
-EDGE_S = 0.02  # a segment may touch the neighbouring clip's region by this much
+SHARED_SPEECH_S = 0.5  # a segment over this much of two clips' speech holds words of both
 
-# (text tokens, start_s, end_s) of one word, in the decoded view's time
-Word = tuple[list[int], float, float]
+# (text, text tokens, start_s, end_s) of one word, in the decoded view's time
+Word = tuple[str, list[int], float, float]
 
 
 def pack(requests: list[ChunkRequest], gap_s: float, fill_s: float) -> list[ChunkRequest]:
@@ -88,16 +89,20 @@ def split_window(run: list[Decoded], tokenizer: Any,
                  align: Callable[[Decoded], list[Word]]) -> list[list[Segment]]:
     """Each member's segments (source time) from the decodes of one packed window.
 
-    A segment inside one member's region (its speech, up to the middle of the silences around
-    it) goes to that member whole; one across a boundary is cut at the boundary by word timings.
+    A segment goes whole to the member whose speech it overlaps most: the model's timestamps
+    after a silence are often early by a second or more, so a segment that starts in the gap
+    (or in the previous clip's last words) is still the next clip's. A segment over at least
+    SHARED_SPEECH_S of two members' speech holds words of both: it is cut by word timings
+    (cross-attention alignment), each word going to the member whose region it ends in.
     A decode gives nothing to the members its continuation starts at or after (see
     `PackedChunk.tail`): the continuation decodes them again.
     """
     window = run[0].request.chunk
     assert isinstance(window, PackedChunk)
     members, offsets = window.members, window.offsets_s
-    cuts = [(offsets[i] + members[i].duration_s + offsets[i + 1]) / 2
-            for i in range(len(members) - 1)]
+    speech = [(offset, offset + member.duration_s)
+              for member, offset in zip(members, offsets, strict=True)]
+    cuts = [(speech[i][1] + speech[i + 1][0]) / 2 for i in range(len(members) - 1)]
 
     def owner(time_s: float) -> int:
         return bisect.bisect_left(cuts, time_s)
@@ -125,14 +130,15 @@ def split_window(run: list[Decoded], tokenizer: Any,
         for start_s, end_s, tokens in split_segments(
                 decoded.tokens, tokenizer.timestamp_begin, tokenizer.eot, view.duration_s):
             start_s, end_s = start_s + view.origin_s, end_s + view.origin_s
-            first, last = owner(start_s + EDGE_S), owner(max(start_s, end_s - EDGE_S) + EDGE_S)
-            if first == last:
-                give(first, start_s, end_s, tokens, decoded, redone_from_s)
+            heard = [max(0.0, min(end_s, b) - max(start_s, a)) for a, b in speech]
+            if sum(h >= SHARED_SPEECH_S for h in heard) <= 1:
+                index = int(np.argmax(heard)) if max(heard) > 0 else owner((start_s + end_s) / 2)
+                give(index, start_s, end_s, tokens, decoded, redone_from_s)
             else:
                 words = align(decoded) if words is None else words
                 for index, group in _words_by_member(
                         words, first_token, first_token + len(tokens), view.origin_s, owner):
-                    give(index, group[0][1], group[-1][2], [t for w in group for t in w[0]],
+                    give(index, group[0][2], group[-1][3], [t for w in group for t in w[1]],
                          decoded, redone_from_s)
             first_token += len(tokens)
     return shares
@@ -140,14 +146,17 @@ def split_window(run: list[Decoded], tokenizer: Any,
 
 def _words_by_member(words: list[Word], begin: int, end: int, origin_s: float,
                      owner: Callable[[float], int]) -> list[tuple[int, list[Word]]]:
-    """The words whose first token is in text tokens [begin, end), grouped by the member their
-    middle lies in, in order."""
+    """The words whose first token is in text tokens [begin, end), grouped in order by the member
+    where each word ends: the alignment stretches the first word after a silence back over the
+    silence, so a word's end, not its start, tells where it was spoken. Punctuation stays with
+    the word before it."""
     groups: list[tuple[int, list[Word]]] = []
     position = 0
-    for tokens, start_s, end_s in words:
+    for text, tokens, start_s, end_s in words:
         if begin <= position < end:
-            word = (tokens, start_s + origin_s, end_s + origin_s)
-            index = owner((word[1] + word[2]) / 2)
+            word = (text, tokens, start_s + origin_s, end_s + origin_s)
+            punctuation = not any(c.isalnum() for c in text)
+            index = groups[-1][0] if groups and punctuation else owner(word[3])
             if groups and groups[-1][0] == index:
                 groups[-1][1].append(word)
             else:

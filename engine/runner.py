@@ -211,10 +211,10 @@ class ModelRunner:
         time_index = np.array([pair[1] for pair in result.alignments])
         jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
         jump_s = time_index[jumps] / TOKENS_PER_S
-        _, word_tokens = tokenizer.split_to_word_tokens(text + [tokenizer.eot])
+        words, word_tokens = tokenizer.split_to_word_tokens(text + [tokenizer.eot])
         bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-        return [(tokens, float(jump_s[b]), float(jump_s[e]))
-                for tokens, b, e in zip(word_tokens[:-1], bounds[:-1], bounds[1:], strict=True)]
+        return [(word, tokens, float(jump_s[b]), float(jump_s[e])) for word, tokens, b, e
+                in zip(words[:-1], word_tokens[:-1], bounds[:-1], bounds[1:], strict=True)]
 
     def _encode(self, requests: Sequence[ChunkRequest]) -> np.ndarray:
         """The encoder's output for a batch, on the host [batch, frames, width]."""

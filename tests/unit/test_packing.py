@@ -82,7 +82,7 @@ def two_clip_window() -> PackedChunk:
 
 
 def no_alignment(_: Decoded) -> list:
-    raise AssertionError("segments inside one member need no word alignment")
+    raise AssertionError("segments over one member's speech need no word alignment")
 
 
 def test_segments_go_to_their_member_in_source_time() -> None:
@@ -94,12 +94,25 @@ def test_segments_go_to_their_member_in_source_time() -> None:
 
 
 def test_a_segment_across_the_gap_is_cut_by_word_timings() -> None:
-    window = two_clip_window()
-    run = [decoded(window, [ts(0.0), 1, 2, 3, 4, ts(8.0), EOT])]
-    words = [([1], 0.2, 1.0), ([2], 1.0, 3.5), ([3], 6.1, 7.0), ([4], 7.0, 7.9)]
+    window = two_clip_window()  # a's speech 0-4 s, b's 6-9 s: the cut is at 5 s
+    run = [decoded(window, [ts(0.0), 1, 2, 3, 4, 5, ts(8.0), EOT])]
+    # as the alignment does: the first word after the silence is stretched back over it (w4
+    # ends at 5.6 s though its middle is in a's region); a full stop may be stretched forward
+    words = [(" w1", [1], 0.2, 1.0), (" w2", [2], 1.0, 3.5), (".", [3], 3.5, 5.3),
+             (" w4", [4], 5.3, 5.6), (" w5", [5], 6.0, 7.9)]
     shares = split_window(run, Tokenizer(), lambda _: words)
-    assert [(s.start_s, s.end_s, s.text) for s in shares[0]] == [(10.2, 13.5, "w1 w2")]
-    assert [(s.start_s, s.end_s, s.text) for s in shares[1]] == [(0.1, 1.9, "w3 w4")]
+    assert [(s.start_s, s.end_s, s.text) for s in shares[0]] == [(10.2, 14.0, "w1 w2 w3")]
+    assert [(s.start_s, s.end_s, s.text) for s in shares[1]] == [(0.0, 1.9, "w4 w5")]
+
+
+def test_a_segment_timestamped_early_goes_to_the_clip_whose_speech_it_covers() -> None:
+    # after a silence the model's timestamps run early: b's sentence is stamped from 3.6 s,
+    # inside a's last words ("... the true printed book" | "he began ...")
+    window = two_clip_window()
+    run = [decoded(window, [ts(0.0), 1, 2, ts(3.6), ts(3.6), 3, 4, ts(8.5), EOT])]
+    shares = split_window(run, Tokenizer(), no_alignment)
+    assert [(s.start_s, s.end_s, s.text) for s in shares[0]] == [(10.0, 13.6, "w1 w2")]
+    assert [(s.start_s, s.end_s, s.text) for s in shares[1]] == [(0.0, 2.5, "w3 w4")]
 
 
 def test_a_continuation_is_placed_at_its_origin() -> None:
