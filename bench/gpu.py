@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -136,6 +137,7 @@ def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: st
     chosen = [c.strip() for c in configs.split(";")] if configs else SWEEP[:sweep]
     for n, options in enumerate(chosen):
         folder = os.path.join(work, f"out{n}")
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's output would be resumed
         report, speed, busy = run_engine(manifest, folder, [*options.split(), "--model", model])
         label = f"(b) batchscribe {options}"
         results.append({"system": label, "speed": speed, "gpu_busy": busy,

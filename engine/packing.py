@@ -25,6 +25,9 @@ from engine.assemble import compression_ratio, make_segment, split_segments
 from engine.types import FRAMES_PER_S, Chunk, ChunkRequest, Decoded, PackedChunk, Segment
 
 WINDOW_S = 30.0
+# fewer words than this per second of a clip's speech: the model skipped it (slowest clip of our
+# corpus: 0.24 words/s over its whole file, more over its speech)
+MIN_WORDS_PER_S = 0.3
 SHARED_SPEECH_S = 0.5  # a segment over this much of two clips' speech holds words of both
 
 # (text, text tokens, start_s, end_s) of one word, in the decoded view's time
@@ -165,11 +168,13 @@ def _words_by_member(words: list[Word], begin: int, end: int, origin_s: float,
     return groups
 
 
-def share_is_suspect(segments: list[Segment], compression_ratio_threshold: float | None) -> bool:
-    """A member's share that calls for decoding it alone: no text (VAD found speech in it), or
-    text too repetitive."""
+def share_is_suspect(segments: list[Segment], duration_s: float,
+                     compression_ratio_threshold: float | None) -> bool:
+    """A member's share that calls for decoding it alone: no text (VAD found speech in it), far
+    too few words for its speech (the model skipped the clip, leaving a stray word), or text too
+    repetitive."""
     text = " ".join(s.text for s in segments)
-    if not text:
+    if len(text.split()) < max(1.0, MIN_WORDS_PER_S * duration_s):
         return True
     limit = compression_ratio_threshold
     return limit is not None and compression_ratio(text) > limit

@@ -192,8 +192,9 @@ class ModelRunner:
         request = run[0].request
         shares = split_window(run, self.tokenizer(request.language, request.task),
                               self.align_words)
-        return [None if share_is_suspect(share, config.compression_ratio_threshold) else share
-                for share in shares]
+        return [None if share_is_suspect(share, member.duration_s,
+                                         config.compression_ratio_threshold) else share
+                for member, share in zip(window.members, shares, strict=True)]
 
     def align_words(self, decoded: Decoded) -> list[Word]:
         """Word timings of a decode's text (cross-attention alignment), in its view's time."""

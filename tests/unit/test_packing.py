@@ -141,10 +141,12 @@ def test_a_decode_gives_nothing_to_the_member_its_continuation_decodes_again() -
     assert [(s.start_s, s.end_s, s.text) for s in shares[1]] == [(0.0, 1.0, "w3 w2")]
 
 
-def test_an_empty_or_repetitive_share_is_suspect() -> None:
+def test_an_empty_skipped_or_repetitive_share_is_suspect() -> None:
     def segment(text: str) -> Segment:
         return Segment(0.0, 1.0, text, -0.1, 0.0, 1.0)
 
-    assert share_is_suspect([], 2.4)
-    assert share_is_suspect([segment("the end " * 40)], 2.4)
-    assert not share_is_suspect([segment("A gold ring will please most any girl.")], 2.4)
+    assert share_is_suspect([], 3.0, 2.4)
+    assert share_is_suspect([segment("he")], 6.0, 2.4)  # a stray word for 6 s of speech
+    assert share_is_suspect([segment("the end " * 40)], 12.0, 2.4)
+    assert not share_is_suspect([segment("A gold ring will please most any girl.")], 3.0, 2.4)
+    assert not share_is_suspect([segment("Yes.")], 3.0, 2.4)
