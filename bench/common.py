@@ -95,6 +95,17 @@ def engine_command(manifest: str, out_dir: str, args: list[str]) -> list[str]:
             "--compute-type", "int8", "--device", "cpu", *args]
 
 
+def run_engine(manifest: str, out_dir: str, args: list[str], threads: int
+               ) -> tuple[dict[str, Any], dict[str, str], Measured]:
+    """One CPU `batchscribe transcribe` run (`engine_command`): its run.json, its texts, and
+    its wall time and peak memory."""
+    cmd = engine_command(manifest, out_dir, args)
+    measured = run_measured(cmd, {"OMP_NUM_THREADS": str(threads)})
+    if measured.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {measured.returncode}")
+    return read_report(out_dir), read_output(out_dir), measured
+
+
 def read_report(out_dir: str) -> dict[str, Any]:
     with open(os.path.join(out_dir, "run.json"), encoding="utf-8") as f:
         report: dict[str, Any] = json.load(f)

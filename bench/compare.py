@@ -20,12 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     REPO,
     append_results,
-    engine_command,
     load_corpus,
-    read_output,
-    read_report,
+    run_engine,
     run_fw_loop,
-    run_measured,
     wer,
     write_manifest,
 )
@@ -50,7 +47,6 @@ def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, resul
     work = tempfile.mkdtemp(prefix="bench-")
     manifest = os.path.join(work, "manifest.parquet")
     write_manifest(rows, manifest, repeat)
-    env = {"OMP_NUM_THREADS": str(threads)}
     table = []
     for label, mode in (("(a) faster-whisper transcribe loop", "loop"),
                         ("(b) faster-whisper BatchedInferencePipeline loop", "batched")):
@@ -62,10 +58,9 @@ def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, resul
                         *batchscribe_args.split()]))
     for label, name, args in engines:
         out_dir = os.path.join(work, name)
-        m = run_measured(engine_command(manifest, out_dir, args), env)
-        report = read_report(out_dir)
+        report, texts, m = run_engine(manifest, out_dir, args, threads)
         speed = report["audio_hours"] * 3600 / m.wall_s
-        table.append((f"{label} {batchscribe_args}".strip(), speed, read_output(out_dir), m))
+        table.append((f"{label} {batchscribe_args}".strip(), speed, texts, m))
 
     audio_s = report["audio_hours"] * 3600
     lines = [f"Corpus: {len(refs)} files, {audio_s:.0f} s of audio; tiny.en int8, CPU, "

@@ -162,8 +162,4 @@ def render(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--render":  # a fetched gpu_models.json
-        with open(sys.argv[2]) as f:
-            print(render(json.load(f)))
-    else:
-        main()
+    main()

@@ -23,13 +23,11 @@ import click
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     REPO,
+    Measured,
     append_results,
-    engine_command,
     load_corpus,
-    read_output,
-    read_report,
+    run_engine,
     run_fw_loop,
-    run_measured,
     wer,
     write_manifest,
 )
@@ -52,19 +50,9 @@ def short_clips(repeat: int) -> list[dict[str, str]]:
     return out
 
 
-def run_engine(manifest: str, out_dir: str, args: list[str],
-               threads: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """One batchscribe run: its run.json and its texts."""
-    cmd = engine_command(manifest, out_dir, args)
-    measured = run_measured(cmd, {"OMP_NUM_THREADS": str(threads)})
-    if measured.returncode != 0:
-        raise click.ClickException(f"{' '.join(cmd)} exited with {measured.returncode}")
-    return read_report(out_dir), read_output(out_dir)
-
-
-def engine_row(label: str, run: tuple[dict[str, Any], dict[str, str]], refs: dict[str, str],
-               base: float) -> str:
-    report, texts = run
+def engine_row(label: str, run: tuple[dict[str, Any], dict[str, str], Measured],
+               refs: dict[str, str], base: float) -> str:
+    report, texts, _ = run
     timings = report["timings"]
     speed = float(report["audio_s_per_s"])
     windows = (timings["chunks"] - timings["packed_chunks"] + timings["packed_windows"]

@@ -24,7 +24,6 @@ import numpy as np
 from engine.assemble import compression_ratio, make_segment, split_segments
 from engine.types import FRAMES_PER_S, Chunk, ChunkRequest, Decoded, PackedChunk, Segment
 
-WINDOW_S = 30.0
 # fewer words than this per second of a clip's speech: the model skipped it (slowest clip of our
 # corpus: 0.24 words/s over its whole file, more over its speech)
 MIN_WORDS_PER_S = 0.3
