@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.types import Chunk, Decoded, ItemResult, PreparedItem, Segment
+from engine.types import Chunk, Decoded, ItemResult, PreparedItem, Segment, TimedWord
+from engine.words import Word, cut_segments
 
 TIME_PRECISION_S = 0.02  # seconds per timestamp token
 
@@ -47,21 +50,45 @@ def split_segments(tokens: tuple[int, ...], timestamp_begin: int, eot: int,
     return segments
 
 
-def to_segments(decoded: Decoded, tokenizer: Any) -> list[Segment]:
-    """Segments of one decode of a plain chunk, in source time."""
+def to_segments(decoded: Decoded, tokenizer: Any, words: list[Word] | None = None,
+                cut_by_words: bool = False, keep_words: bool = False) -> list[Segment]:
+    """Segments of one decode of a plain chunk, in source time: cut at the timestamp tokens, or
+    by the word timings (`cut_by_words`); with their words when `keep_words`."""
     chunk = decoded.request.chunk
     assert isinstance(chunk, Chunk)
+    if cut_by_words:
+        assert words is not None
+        pieces = [(g[0].start_s, g[-1].end_s, [t for w in g for t in w.tokens], g)
+                  for g in cut_segments(words)]
+    else:
+        spans = split_segments(decoded.tokens, tokenizer.timestamp_begin, tokenizer.eot,
+                               chunk.duration_s)
+        # each word goes to the segment that holds its first token
+        ends = list(itertools.accumulate(len(tokens) for _, _, tokens in spans))
+        groups: list[list[Word]] = [[] for _ in spans]
+        position = 0
+        for word in words or []:
+            groups[min(bisect.bisect_right(ends, position), len(spans) - 1)].append(word)
+            position += len(word.tokens)
+        pieces = [(start_s, end_s, tokens, group)
+                  for (start_s, end_s, tokens), group in zip(spans, groups, strict=True)]
     out = []
-    for start_s, end_s, tokens in split_segments(
-            decoded.tokens, tokenizer.timestamp_begin, tokenizer.eot, chunk.duration_s):
-        segment = make_segment(chunk, start_s, end_s, tokenizer.decode(tokens), decoded)
+    for start_s, end_s, tokens, group in pieces:
+        timed = tuple(_timed(chunk, w) for w in group) if keep_words else None
+        segment = make_segment(chunk, start_s, end_s, tokenizer.decode(tokens), decoded, timed)
         if segment is not None:
             out.append(segment)
     return out
 
 
+def _timed(chunk: Chunk, word: Word) -> TimedWord:
+    return TimedWord(round(chunk.to_source_time(word.start_s), 3),
+                     round(chunk.to_source_time(max(word.start_s, word.end_s)), 3),
+                     word.text, round(word.probability, 4))
+
+
 def make_segment(chunk: Chunk, start_s: float, end_s: float, text: str,
-                 decoded: Decoded) -> Segment | None:
+                 decoded: Decoded, words: tuple[TimedWord, ...] | None = None) -> Segment | None:
     """A segment from chunk-time bounds, in source time; None when it holds no text."""
     text = text.strip()
     if not text:
@@ -73,6 +100,7 @@ def make_segment(chunk: Chunk, start_s: float, end_s: float, text: str,
         avg_logprob=float(decoded.avg_logprob),
         no_speech_prob=float(decoded.no_speech_prob),
         compression_ratio=compression_ratio(text),
+        words=words,
     )
 
 

@@ -73,12 +73,13 @@ class ModelStage:
     def __init__(self, config: TranscribeConfig, schema: pa.Schema, n_mels: int) -> None:
         from engine.runner import ModelRunner
 
-        self._runner = ModelRunner(config.model, config.decode)
+        self._runner = ModelRunner(config.model, config.decode, config.batch.pack)
         if self._runner.n_mels != n_mels:
             raise ModelLoadError(
                 f"{self._runner.path}: preprocessor_config.json says {n_mels} mel bins but the "
                 f"model has {self._runner.n_mels}; fix feature_size in that file")
-        self._config = replace(config, batch=config.batch.for_device(self._runner.device))
+        self._config = replace(config, decode=self._runner.decode,
+                               batch=config.batch.for_device(self._runner.device))
         self._schema = schema
 
     def __call__(self, batch: pa.Table) -> pa.Table:

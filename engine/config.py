@@ -13,6 +13,7 @@ COMPUTE_TYPES = (
     "int16", "float16", "bfloat16", "float32",
 )
 TASKS = ("transcribe", "translate")
+TIMESTAMPS = ("auto", "tokens", "aligned", "none")
 BACKENDS = ("local", "ray")
 
 
@@ -69,7 +70,13 @@ class DecodeConfig:
         temperatures: Fallback schedule: a chunk whose text looks wrong (too repetitive or too
             improbable) is decoded again at the next temperature, by sampling.
         initial_prompt: Text given to the model before every chunk (a row's `prompt` wins).
-        without_timestamps: Decode without timestamp tokens: one segment per chunk.
+        timestamps: Where segment times come from. "tokens": Whisper's timestamp tokens (as
+            faster-whisper's `transcribe`); "aligned": text decoded without timestamp tokens, cut
+            into segments by word timings (cross-attention alignment); "none": one segment per
+            chunk. "auto" is aligned, or tokens with packing (which splits windows by them).
+            Aligned is as fast as tokens on CPU and 3x faster on a GPU, where CTranslate2's
+            timestamp rules cost more than the rest of a decoder step (bench/RESULTS.md).
+        word_timestamps: Fill the `words` column (word times by cross-attention alignment).
     """
 
     language: str | None = None
@@ -83,16 +90,24 @@ class DecodeConfig:
     log_prob_threshold: float | None = -1.0
     no_speech_threshold: float | None = 0.6
     initial_prompt: str | None = None
-    without_timestamps: bool = False
+    timestamps: str = "auto"
+    word_timestamps: bool = False
     max_initial_timestamp_s: float = 1.0
     suppress_blank: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
+        _check_choice("timestamps", self.timestamps, TIMESTAMPS)
         _check_positive("beam size", self.beam_size)
         _check_positive("best of", self.best_of)
         if not self.temperatures or any(t < 0 for t in self.temperatures):
             raise ConfigError("temperatures must be a non-empty list of values >= 0")
+
+    def resolved(self, pack: bool = False) -> DecodeConfig:
+        """This config with "auto" timestamps made concrete (tokens when packing)."""
+        if self.timestamps != "auto":
+            return self
+        return replace(self, timestamps="tokens" if pack else "aligned")
 
 
 @dataclass(frozen=True)
@@ -230,6 +245,9 @@ class TranscribeConfig:
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
-        if self.batch.pack and self.decode.without_timestamps:
-            raise ConfigError("packing splits windows by timestamps: drop --without-timestamps "
-                              "or --pack")
+        if self.batch.pack and self.decode.timestamps in ("aligned", "none"):
+            raise ConfigError("packing splits windows by the model's timestamp tokens: use "
+                              "--timestamps tokens (or auto), or drop --pack")
+        if self.batch.pack and self.decode.word_timestamps:
+            raise ConfigError("word timestamps are not available with packing yet: drop "
+                              "--word-timestamps or --pack")

@@ -17,20 +17,19 @@ import bisect
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from engine.assemble import compression_ratio, make_segment, split_segments
 from engine.types import FRAMES_PER_S, Chunk, ChunkRequest, Decoded, PackedChunk, Segment
+from engine.words import Word
 
 # fewer words than this per second of a clip's speech: the model skipped it (slowest clip of our
 # corpus: 0.24 words/s over its whole file, more over its speech)
 MIN_WORDS_PER_S = 0.3
 SHARED_SPEECH_S = 0.5  # a segment over this much of two clips' speech holds words of both
-
-# (text, text tokens, start_s, end_s) of one word, in the decoded view's time
-Word = tuple[str, list[int], float, float]
 
 
 def pack(requests: list[ChunkRequest], gap_s: float, fill_s: float) -> list[ChunkRequest]:
@@ -140,8 +139,8 @@ def split_window(run: list[Decoded], tokenizer: Any,
                 words = align(decoded) if words is None else words
                 for index, group in _words_by_member(
                         words, first_token, first_token + len(tokens), view.origin_s, owner):
-                    give(index, group[0][2], group[-1][3], [t for w in group for t in w[1]],
-                         decoded, redone_from_s)
+                    give(index, group[0].start_s, group[-1].end_s,
+                         [t for w in group for t in w.tokens], decoded, redone_from_s)
             first_token += len(tokens)
     return shares
 
@@ -154,16 +153,16 @@ def _words_by_member(words: list[Word], begin: int, end: int, origin_s: float,
     the word before it."""
     groups: list[tuple[int, list[Word]]] = []
     position = 0
-    for text, tokens, start_s, end_s in words:
+    for word in words:
         if begin <= position < end:
-            word = (text, tokens, start_s + origin_s, end_s + origin_s)
-            punctuation = not any(c.isalnum() for c in text)
-            index = groups[-1][0] if groups and punctuation else owner(word[3])
+            word = replace(word, start_s=word.start_s + origin_s, end_s=word.end_s + origin_s)
+            punctuation = not any(c.isalnum() for c in word.text)
+            index = groups[-1][0] if groups and punctuation else owner(word.end_s)
             if groups and groups[-1][0] == index:
                 groups[-1][1].append(word)
             else:
                 groups.append((index, [word]))
-        position += len(tokens)
+        position += len(word.tokens)
     return groups
 
 

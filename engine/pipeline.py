@@ -98,8 +98,9 @@ def transcribe(config: TranscribeConfig,
     started = time.monotonic()
     manifest, writer = open_job(config)
     done = writer.done_ids()
-    runner = ModelRunner(config.model, config.decode)
-    config = replace(config, batch=config.batch.for_device(runner.device))  # recorded in run.json
+    runner = ModelRunner(config.model, config.decode, config.batch.pack)
+    config = replace(config, decode=runner.decode,  # as run, recorded in run.json
+                     batch=config.batch.for_device(runner.device))
     _check_language_options(runner, config)
     if on_start is not None:
         on_start(manifest.num_rows)

@@ -21,7 +21,7 @@ from engine.assemble import TIME_PRECISION_S, compression_ratio, is_silence, to_
 from engine.config import DecodeConfig, ModelConfig
 from engine.errors import ModelLoadError
 from engine.models import resolve_model
-from engine.packing import Word, share_is_suspect, split_window
+from engine.packing import share_is_suspect, split_window
 from engine.types import (
     FRAMES_PER_S,
     Chunk,
@@ -29,11 +29,12 @@ from engine.types import (
     ChunkResult,
     Decoded,
     PackedChunk,
+    Route,
     Segment,
 )
+from engine.words import Word, from_alignment
 
 MAX_LENGTH = 448
-TOKENS_PER_S = 50  # encoder positions per second (alignment times)
 MIN_TAIL_S = 1.0  # speech left after the model's last timestamp that is worth decoding again
 MAX_CONTINUATIONS = 3
 
@@ -49,7 +50,7 @@ def _effective_device(requested: str) -> str:
 class ModelRunner:
     """Loads a CTranslate2 Whisper model once and decodes batches of chunks with it."""
 
-    def __init__(self, model: ModelConfig, decode: DecodeConfig) -> None:
+    def __init__(self, model: ModelConfig, decode: DecodeConfig, pack: bool = False) -> None:
         import ctranslate2
         import tokenizers
 
@@ -74,7 +75,7 @@ class ModelRunner:
                 f"cannot load the Whisper model in {self.path} on {self.device} "
                 f"({self.compute_type}): {str(e).splitlines()[0]}"
             ) from e
-        self.decode = decode
+        self.decode = decode.resolved(pack)
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
         self.devices = len(model.device_index) if self.device == "cuda" else 1
@@ -133,7 +134,7 @@ class ModelRunner:
             tokens = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())]
             tokens = tokens[: MAX_LENGTH // 2]
         tokens += tokenizer.sot_sequence
-        if self.decode.without_timestamps:
+        if self.decode.timestamps in ("aligned", "none"):
             tokens.append(tokenizer.no_timestamps)
         return ChunkRequest(chunk, language, task, tuple(tokens), packable)
 
@@ -153,11 +154,12 @@ class ModelRunner:
     def decode_batch(self, requests: list[ChunkRequest]) -> list[ChunkResult]:
         """Decode a batch to segments: fallback, continuations, packed windows split."""
         results: list[ChunkResult] = []
+        plain: list[tuple[list[Decoded], Route]] = []  # each plain chunk's decodes
         alone: list[tuple[Chunk, ChunkRequest]] = []  # members of packed windows, to redo
         for run in self.continue_tails(self.decode_now(requests)):
             window = run[0].request.chunk
             if isinstance(window, Chunk):
-                results.append(ChunkResult(window, tuple(self.segments(run))))
+                plain.append((run, "alone"))
                 continue
             for member, share in zip(window.members, self._shares(run), strict=True):
                 if share is None:
@@ -166,19 +168,23 @@ class ModelRunner:
                     results.append(ChunkResult(member, tuple(share), "packed"))
         if alone:
             runs = self.continue_tails(self.decode_now([request for _, request in alone]))
-            results += [ChunkResult(member, tuple(self.segments(run)), "unpacked")
-                        for (member, _), run in zip(alone, runs, strict=True)]
+            plain += [(run, "unpacked") for run in runs]
+        spoken = [d for run, _ in plain for d in run if not self._is_silence(d)]
+        words = {}
+        if self.decode.timestamps == "aligned" or self.decode.word_timestamps:
+            words = {id(d): w for d, w in zip(spoken, self.align_batch(spoken), strict=True)}
+        for run, route in plain:
+            segments = [s for d in run if not self._is_silence(d) for s in to_segments(
+                d, self.tokenizer(d.request.language, d.request.task), words.get(id(d)),
+                cut_by_words=self.decode.timestamps == "aligned",
+                keep_words=self.decode.word_timestamps)]
+            window = run[0].request.chunk
+            assert isinstance(window, Chunk)
+            results.append(ChunkResult(window, tuple(segments), route))
         return results
 
-    def segments(self, run: list[Decoded]) -> list[Segment]:
-        """The segments of a plain chunk's decodes; none from decodes judged silent."""
-        config = self.decode
-        out = []
-        for decoded in run:
-            if not is_silence(decoded, config.no_speech_threshold, config.log_prob_threshold):
-                request = decoded.request
-                out += to_segments(decoded, self.tokenizer(request.language, request.task))
-        return out
+    def _is_silence(self, decoded: Decoded) -> bool:
+        return is_silence(decoded, self.decode.no_speech_threshold, self.decode.log_prob_threshold)
 
     def _shares(self, run: list[Decoded]) -> list[list[Segment] | None]:
         """Each member's segments from a packed window, or None where the member must be
@@ -186,8 +192,7 @@ class ModelRunner:
         window = run[0].request.chunk
         assert isinstance(window, PackedChunk)
         config = self.decode
-        if any(d.temperature > config.temperatures[0] or is_silence(
-                d, config.no_speech_threshold, config.log_prob_threshold) for d in run):
+        if any(d.temperature > config.temperatures[0] or self._is_silence(d) for d in run):
             return [None] * len(window.members)
         request = run[0].request
         shares = split_window(run, self.tokenizer(request.language, request.task),
@@ -197,25 +202,33 @@ class ModelRunner:
                 for member, share in zip(window.members, shares, strict=True)]
 
     def align_words(self, decoded: Decoded) -> list[Word]:
-        """Word timings of a decode's text (cross-attention alignment), in its view's time."""
+        """Word timings of one decode's text, in its view's time."""
+        return self.align_batch([decoded])[0]
+
+    def align_batch(self, decodes: list[Decoded]) -> list[list[Word]]:
+        """Word timings of each decode's text (cross-attention alignment on the encoder output
+        kept with it), one `align` call per language and task."""
         import ctranslate2
 
-        request = decoded.request
-        tokenizer = self.tokenizer(request.language, request.task)
-        text = [t for t in decoded.tokens if t < tokenizer.eot]
-        if not text:
-            return []
-        features = ctranslate2.StorageView.from_array(decoded.encoded[None])
-        frames = int(round(request.chunk.duration_s * FRAMES_PER_S))
-        result = self.model.align(features, tokenizer.sot_sequence, [text], [frames])[0]
-        text_index = np.array([pair[0] for pair in result.alignments])
-        time_index = np.array([pair[1] for pair in result.alignments])
-        jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
-        jump_s = time_index[jumps] / TOKENS_PER_S
-        words, word_tokens = tokenizer.split_to_word_tokens(text + [tokenizer.eot])
-        bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-        return [(word, tokens, float(jump_s[b]), float(jump_s[e])) for word, tokens, b, e
-                in zip(words[:-1], word_tokens[:-1], bounds[:-1], bounds[1:], strict=True)]
+        out: list[list[Word]] = [[] for _ in decodes]
+        groups: dict[tuple[str, str], list[tuple[int, list[int]]]] = {}
+        for i, d in enumerate(decodes):
+            eot = self.tokenizer(d.request.language, d.request.task).eot
+            text = [t for t in d.tokens if t < eot]
+            if text:
+                groups.setdefault((d.request.language, d.request.task), []).append((i, text))
+        for (language, task), members in groups.items():
+            tokenizer = self.tokenizer(language, task)
+            chosen = [decodes[i] for i, _ in members]
+            features = ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(np.stack([d.encoded for d in chosen])))
+            frames = [int(round(d.request.chunk.duration_s * FRAMES_PER_S)) for d in chosen]
+            results = self.model.align(features, tokenizer.sot_sequence,
+                                       [text for _, text in members], frames)
+            for (i, text), d, result in zip(members, chosen, results, strict=True):
+                out[i] = from_alignment(tokenizer, text, result.alignments,
+                                        result.text_token_probs, d.request.chunk.duration_s)
+        return out
 
     def _encode(self, requests: Sequence[ChunkRequest]) -> np.ndarray:
         """The encoder's output for a batch, on the host [batch, frames, width]."""
@@ -276,7 +289,7 @@ class ModelRunner:
         Like Whisper's seek: a sequence that ends on a closed segment (two timestamps) with more
         than MIN_TAIL_S of speech after it has left that speech out.
         """
-        if self.decode.without_timestamps or len(d.tokens) < 2:
+        if self.decode.timestamps != "tokens" or len(d.tokens) < 2:
             return None
         begin = self.tokenizer().timestamp_begin
         if not (d.tokens[-1] >= begin and d.tokens[-2] >= begin):

@@ -158,6 +158,16 @@ class Decoded:
 
 
 @dataclass(frozen=True, slots=True)
+class TimedWord:
+    """One word of the output, in source time."""
+
+    start_s: float
+    end_s: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One timestamped piece of text, in source time."""
 
@@ -167,6 +177,7 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
+    words: tuple[TimedWord, ...] | None = None  # when word timestamps are asked for
 
 
 Route = Literal["alone", "packed", "unpacked"]  # unpacked: packed, then decoded alone

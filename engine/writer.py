@@ -86,7 +86,11 @@ def to_row(outcome: Outcome) -> dict[str, Any]:
              "compression_ratio": s.compression_ratio}
             for s in outcome.segments
         ],
-        words=None,
+        words=None if not outcome.segments or any(s.words is None for s in outcome.segments) else [
+            {"start_s": w.start_s, "end_s": w.end_s, "word": w.word,
+             "probability": w.probability}
+            for s in outcome.segments for w in s.words or ()
+        ],
     )
     return row
 

@@ -77,8 +77,13 @@ def test_a_file_with_two_speakers_keeps_all_its_words(packed_run) -> None:
     assert row["segments"][-1]["end_s"] > 4.9  # the second speaker starts after 5.9 s
 
 
-def test_packing_needs_timestamps(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="without-timestamps"):
+@pytest.mark.parametrize("decode, message", [
+    (DecodeConfig(timestamps="aligned"), "timestamp tokens"),
+    (DecodeConfig(timestamps="none"), "timestamp tokens"),
+    (DecodeConfig(word_timestamps=True), "word timestamps"),
+])
+def test_packing_needs_timestamp_tokens(tmp_path, decode, message) -> None:
+    with pytest.raises(ConfigError, match=message):
         TranscribeConfig(manifest="m.parquet", output=str(tmp_path),
-                         batch=BatchConfig(pack=True),
-                         decode=DecodeConfig(without_timestamps=True))
+                         batch=BatchConfig(pack=True), decode=decode)
+    assert DecodeConfig().resolved(pack=True).timestamps == "tokens"

@@ -5,6 +5,7 @@ import pytest
 
 from engine.packing import build_window, pack, share_is_suspect, split_window
 from engine.types import Chunk, ChunkRequest, Decoded, PackedChunk, Segment, SpeechSpan
+from engine.words import Word
 
 TS, EOT = 1000, 999  # timestamp_begin and end-of-text of the fake tokenizer below
 
@@ -98,8 +99,9 @@ def test_a_segment_across_the_gap_is_cut_by_word_timings() -> None:
     run = [decoded(window, [ts(0.0), 1, 2, 3, 4, 5, ts(8.0), EOT])]
     # as the alignment does: the first word after the silence is stretched back over it (w4
     # ends at 5.6 s though its middle is in a's region); a full stop may be stretched forward
-    words = [(" w1", [1], 0.2, 1.0), (" w2", [2], 1.0, 3.5), (".", [3], 3.5, 5.3),
-             (" w4", [4], 5.3, 5.6), (" w5", [5], 6.0, 7.9)]
+    words = [Word(" w1", (1,), 0.2, 1.0, 0.9), Word(" w2", (2,), 1.0, 3.5, 0.9),
+             Word(".", (3,), 3.5, 5.3, 0.9), Word(" w4", (4,), 5.3, 5.6, 0.9),
+             Word(" w5", (5,), 6.0, 7.9, 0.9)]
     shares = split_window(run, Tokenizer(), lambda _: words)
     assert [(s.start_s, s.end_s, s.text) for s in shares[0]] == [(10.2, 14.0, "w1 w2 w3")]
     assert [(s.start_s, s.end_s, s.text) for s in shares[1]] == [(0.0, 1.9, "w4 w5")]
