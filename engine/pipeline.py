@@ -40,7 +40,9 @@ from engine.writer import PartWriter, output_schema
 class Timings:
     """Where the time went: CPU stage work (summed over workers) and waiting for the model."""
 
+    model_load_s: float = 0.0
     prepare_cpu_s: float = 0.0
+    prepare_wait_s: float = 0.0  # the main thread waiting for the decode workers' next file
     model_wait_s: float = 0.0
     batches: int = 0
     chunks: int = 0
@@ -98,7 +100,9 @@ def transcribe(config: TranscribeConfig,
     started = time.monotonic()
     manifest, writer = open_job(config)
     done = writer.done_ids()
+    loading = time.monotonic()
     runner = ModelRunner(config.model, config.decode, config.batch.pack)
+    model_load_s = time.monotonic() - loading
     config = replace(config, decode=runner.decode,  # as run, recorded in run.json
                      batch=config.batch.for_device(runner.device))
     _check_language_options(runner, config)
@@ -106,6 +110,7 @@ def transcribe(config: TranscribeConfig,
         on_start(manifest.num_rows)
 
     summary = RunSummary()
+    summary.timings.model_load_s = model_load_s
     items = manifest.items(config.run.passthrough, skip=done, shard=config.run.shard)
     try:
         with OrderedPool(partial(Preparer, config.vad, runner.n_mels), config.run.workers,
@@ -180,7 +185,7 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         timings.packed_windows += sum(isinstance(r.chunk, PackedChunk) for r in batch)
         in_flight.append(runner.submit(batch))
 
-    for p in with_languages(prepared, runner, config):
+    for p in with_languages(_timed_waits(prepared, timings), runner, config):
         if isinstance(p, ItemError):
             yield p
             continue
@@ -203,6 +208,19 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         yield from submit(batch)
     while in_flight:
         yield from drain(in_flight.popleft())
+
+
+def _timed_waits(prepared: Iterable[PreparedItem | ItemError],
+                 timings: Timings) -> Iterator[PreparedItem | ItemError]:
+    """The prepared items, adding the time spent waiting for each to `prepare_wait_s`."""
+    items = iter(prepared)
+    while True:
+        started = time.monotonic()
+        item = next(items, None)
+        timings.prepare_wait_s += time.monotonic() - started
+        if item is None:
+            return
+        yield item
 
 
 def with_languages(prepared: Iterable[PreparedItem | ItemError], runner: ModelRunner,
