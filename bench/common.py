@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,17 @@ import pyarrow.parquet as pq
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(os.path.dirname(REPO), "shared", "corpus", "real")
+
+
+def timed(call: Callable[[], object], repeat: int = 3) -> float:
+    """Best wall time of `call()` over `repeat` runs, after one warm-up."""
+    call()
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def load_corpus(corpus: str = CORPUS) -> list[dict[str, str]]:

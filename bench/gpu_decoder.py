@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import click
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import load_corpus  # noqa: E402
+from common import load_corpus, timed  # noqa: E402
 
 SOT, EN, TRANSCRIBE, NO_TIMESTAMPS = 50258, 50259, 50359, 50363  # multilingual base ids
 
@@ -37,16 +36,6 @@ def windows(corpus: str, count: int, n_mels: int) -> np.ndarray:
     rows = load_corpus(corpus)
     clips = [extract(decode_audio(r["path"]), padding=0) for r in rows[: min(count, len(rows))]]
     return np.stack([pad_or_trim(clips[i % len(clips)]) for i in range(count)])
-
-
-def best_time(call, repeat: int) -> float:
-    call()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 @click.command()
@@ -79,7 +68,7 @@ def main(model: str, corpus: str, device: str, compute_type: str, batches: str, 
                     return whisper.generate(e, [p] * b, beam_size=k, max_length=448,
                                             return_scores=True, return_no_speech_prob=True)
                 steps = max(len(r.sequences_ids[0]) for r in run())
-                seconds = best_time(run, repeat)
+                seconds = timed(run, repeat)
                 rows.append({"batch": batch, "beam": beam, "mode": mode, "steps": steps,
                              "call_ms": seconds * 1000,
                              "ms_per_step": seconds * 1000 / steps,
@@ -96,7 +85,7 @@ def main(model: str, corpus: str, device: str, compute_type: str, batches: str, 
             with ThreadPoolExecutor(replicas) as pool:
                 def all_at_once():
                     list(pool.map(lambda _: one(), range(replicas)))
-                seconds = best_time(all_at_once, repeat)
+                seconds = timed(all_at_once, repeat)
             concurrent.append({"batch": batch, "beam": beam, "mode": mode,
                                "calls": replicas, "windows_per_s": batch * replicas / seconds})
             print(concurrent[-1], flush=True)

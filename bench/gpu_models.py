@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 
 import click
 import numpy as np
@@ -29,7 +28,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "converters"))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoints import LARGE_DIMS, build  # noqa: E402
+from common import timed  # noqa: E402
 
 from converters import convert  # noqa: E402
 
@@ -47,17 +48,6 @@ def encoder_flops(width: int = WIDTH, layers: int = ENCODER_LAYERS, frames: int 
     convs = 2 * (128 * 3 * width * 2 * frames + width * 3 * width * frames)
     per_layer = 2 * (4 * frames * width**2 + 2 * frames**2 * width + 8 * frames * width**2)
     return float(convs + layers * per_layer)
-
-
-def timed(call: Callable[[], object], repeat: int = 3) -> float:
-    """Best wall time of `call()` over `repeat` runs, after one warm-up."""
-    call()
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def ctranslate2_times(path: str, batches: list[int]) -> dict[int, tuple[float, float, int]]:

@@ -4,8 +4,8 @@
 thread runs the batch's whole decode: generation, temperature fallback (a chunk whose output
 looks too repetitive or too improbable is decoded again at the next temperature, as
 faster-whisper's `transcribe` does), continuations where the model stopped early, splitting packed
-windows, and segments. CTranslate2 releases the GIL, so the replicas work at once while the
-caller's thread only batches and writes.
+windows, word alignment, and segments. CTranslate2 releases the GIL, so the replicas work at once
+while the caller's thread only batches and writes.
 """
 
 from __future__ import annotations
@@ -169,18 +169,24 @@ class ModelRunner:
         if alone:
             runs = self.continue_tails(self.decode_now([request for _, request in alone]))
             plain += [(run, "unpacked") for run in runs]
+        return results + self._plain_results(plain)
+
+    def _plain_results(self, plain: list[tuple[list[Decoded], Route]]) -> list[ChunkResult]:
+        """Each plain chunk's segments (none from decodes judged silent); with word timings,
+        aligned for the whole batch at once, when segments are cut by them or words asked for."""
+        config = self.decode
         spoken = [d for run, _ in plain for d in run if not self._is_silence(d)]
-        words = {}
-        if self.decode.timestamps == "aligned" or self.decode.word_timestamps:
+        words: dict[int, list[Word]] = {}
+        if config.timestamps == "aligned" or config.word_timestamps:
             words = {id(d): w for d, w in zip(spoken, self.align_batch(spoken), strict=True)}
+        results = []
         for run, route in plain:
             segments = [s for d in run if not self._is_silence(d) for s in to_segments(
                 d, self.tokenizer(d.request.language, d.request.task), words.get(id(d)),
-                cut_by_words=self.decode.timestamps == "aligned",
-                keep_words=self.decode.word_timestamps)]
-            window = run[0].request.chunk
-            assert isinstance(window, Chunk)
-            results.append(ChunkResult(window, tuple(segments), route))
+                cut_by_words=config.timestamps == "aligned", keep_words=config.word_timestamps)]
+            chunk = run[0].request.chunk
+            assert isinstance(chunk, Chunk)
+            results.append(ChunkResult(chunk, tuple(segments), route))
         return results
 
     def _is_silence(self, decoded: Decoded) -> bool:
