@@ -130,7 +130,8 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     model = {"path": model_path, "sha256_16": model_fingerprint(model_path),
              "device": config.model.device, "compute_type": config.model.compute_type,
              "replicas": config.ray.model_actors, "n_mels": n_mels}
-    report = build_report(config, model, summary)
+    resolved = replace(config, decode=config.decode.resolved(config.batch.pack))  # as run
+    report = build_report(resolved, model, summary)
     writer.write_json(report_name(config), report)
     _write_stats(writer, dataset)
     return report

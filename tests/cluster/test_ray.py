@@ -86,6 +86,7 @@ def test_ray_gives_the_ids_and_texts_of_the_local_backend(both_runs, clips) -> N
         assert ray_rows[item_id]["reference"] == row["reference"]
     assert on_ray["counts"] == local["counts"] == {"ok": len(clips), "empty": 0, "error": 1}
     assert on_ray["backend"] == "ray" and on_ray["audio_hours"] == local["audio_hours"]
+    assert on_ray["options"]["decode"]["timestamps"] == local["options"]["decode"]["timestamps"]
     assert os.path.isfile(os.path.join(both_runs[2], "ray", "run.json"))
 
 
