@@ -73,13 +73,12 @@ class ModelStage:
     def __init__(self, config: TranscribeConfig, schema: pa.Schema, n_mels: int) -> None:
         from engine.runner import ModelRunner
 
-        self._runner = ModelRunner(config.model, config.decode, config.batch.pack)
+        self._runner = ModelRunner(config.model, config.decode)
         if self._runner.n_mels != n_mels:
             raise ModelLoadError(
                 f"{self._runner.path}: preprocessor_config.json says {n_mels} mel bins but the "
                 f"model has {self._runner.n_mels}; fix feature_size in that file")
-        self._config = replace(config, decode=self._runner.decode,
-                               batch=config.batch.for_device(self._runner.device))
+        self._config = replace(config, batch=config.batch.for_device(self._runner.device))
         self._schema = schema
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -130,8 +129,7 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     model = {"path": model_path, "sha256_16": model_fingerprint(model_path),
              "device": config.model.device, "compute_type": config.model.compute_type,
              "replicas": config.ray.model_actors, "n_mels": n_mels}
-    resolved = replace(config, decode=config.decode.resolved(config.batch.pack))  # as run
-    report = build_report(resolved, model, summary)
+    report = build_report(config, model, summary)
     writer.write_json(report_name(config), report)
     _write_stats(writer, dataset)
     return report

@@ -101,10 +101,9 @@ def transcribe(config: TranscribeConfig,
     manifest, writer = open_job(config)
     done = writer.done_ids()
     loading = time.monotonic()
-    runner = ModelRunner(config.model, config.decode, config.batch.pack)
+    runner = ModelRunner(config.model, config.decode)
     model_load_s = time.monotonic() - loading
-    config = replace(config, decode=runner.decode,  # as run, recorded in run.json
-                     batch=config.batch.for_device(runner.device))
+    config = replace(config, batch=config.batch.for_device(runner.device))  # recorded in run.json
     _check_language_options(runner, config)
     if on_start is not None:
         on_start(manifest.num_rows)

@@ -50,7 +50,7 @@ def _effective_device(requested: str) -> str:
 class ModelRunner:
     """Loads a CTranslate2 Whisper model once and decodes batches of chunks with it."""
 
-    def __init__(self, model: ModelConfig, decode: DecodeConfig, pack: bool = False) -> None:
+    def __init__(self, model: ModelConfig, decode: DecodeConfig) -> None:
         import ctranslate2
         import tokenizers
 
@@ -75,7 +75,7 @@ class ModelRunner:
                 f"cannot load the Whisper model in {self.path} on {self.device} "
                 f"({self.compute_type}): {str(e).splitlines()[0]}"
             ) from e
-        self.decode = decode.resolved(pack)
+        self.decode = decode.resolved()  # a run's config comes resolved (TranscribeConfig)
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
         self.devices = len(model.device_index) if self.device == "cuda" else 1
