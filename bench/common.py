@@ -133,7 +133,7 @@ def read_output(folder: str) -> dict[str, str]:
 
 def wer(refs: dict[str, str], texts: dict[str, str]) -> float:
     """Corpus WER of `texts` over every id of `refs` (a missing text counts as empty)."""
-    from engine.evaluate import corpus_wer
+    from engine.corpus.evaluate import corpus_wer
 
     ids = list(refs)
     return corpus_wer([refs[i] for i in ids], [texts.get(i, "") for i in ids]).wer

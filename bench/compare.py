@@ -27,7 +27,7 @@ from common import (  # noqa: E402
     write_manifest,
 )
 
-from engine.models import default_model_path  # noqa: E402
+from engine.decode.models import default_model_path  # noqa: E402
 
 
 @click.command()

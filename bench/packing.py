@@ -32,7 +32,7 @@ from common import (  # noqa: E402
     write_manifest,
 )
 
-from engine.models import default_model_path  # noqa: E402
+from engine.decode.models import default_model_path  # noqa: E402
 
 SWEEP = [(gap, fill) for gap in (1.0, 2.0, 3.0) for fill in (29.0, 26.0, 22.0)]
 HEADER = ["| system | audio-s/s | vs (c) | WER | windows decoded | files packed | "

@@ -50,7 +50,7 @@ def check_parity(ct2_model_dir: str, hf_source: str, steps: int = 12, seed: int 
     from transformers import WhisperForConditionalGeneration
 
     from engine.config import DecodeConfig, ModelConfig
-    from engine.runner import ModelRunner
+    from engine.decode.runner import ModelRunner
 
     runner = ModelRunner(ModelConfig(path=ct2_model_dir, device="cpu", compute_type=compute_type,
                                      replicas=1), DecodeConfig(beam_size=1))

@@ -153,7 +153,7 @@ class WhisperConverter(Converter):
         return model.eval()
 
     def _metadata(self, alignment_heads_source: str) -> dict[str, Any]:
-        from engine.pipeline import library_versions
+        from engine.backends.common import library_versions
 
         c = self.config
         versions = library_versions()

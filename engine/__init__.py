@@ -4,6 +4,7 @@
     report = transcribe(TranscribeConfig(manifest="m.parquet", output="out/"))
 """
 
+from engine.backends import transcribe
 from engine.config import (
     BatchConfig,
     DecodeConfig,
@@ -22,7 +23,6 @@ from engine.errors import (
     OutputError,
     TooManyErrors,
 )
-from engine.pipeline import transcribe
 
 __all__ = [
     "AudioDecodeError", "BatchConfig", "ConfigError", "ConversionError", "DecodeConfig",

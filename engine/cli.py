@@ -114,7 +114,7 @@ def manifest(audio_dir: str, output: str, include: tuple[str, ...], exclude: tup
     """
     import os
 
-    from engine.scan import AUDIO_PATTERNS, ScanOptions, scan_rows, write_manifest
+    from engine.corpus.scan import AUDIO_PATTERNS, ScanOptions, scan_rows, write_manifest
 
     options = ScanOptions(include=include or AUDIO_PATTERNS, exclude=exclude,
                           references=references, workers=workers)
@@ -229,7 +229,7 @@ def eval_command(output_dir: str, reference_column: str, manifest_path: str | No
       batchscribe transcribe m.parquet -o out/ --passthrough reference
       batchscribe eval out/ --reference-column reference
     """
-    from engine.evaluate import evaluate_pairs, load_pairs
+    from engine.corpus.evaluate import evaluate_pairs, load_pairs
 
     try:
         report = evaluate_pairs(load_pairs(output_dir, reference_column, manifest_path))
@@ -263,7 +263,7 @@ def _write_per_row(report: Any, path: str) -> None:
 
 
 def _run_transcription(config: TranscribeConfig, show_progress: bool) -> dict[str, Any]:
-    from engine.pipeline import transcribe as run
+    from engine.backends import transcribe as run
     from engine.progress import Progress
 
     with Progress(enabled=show_progress) as progress:

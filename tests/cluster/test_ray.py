@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine import TranscribeConfig, transcribe
-from engine.evaluate import corpus_wer
+from engine.corpus.evaluate import corpus_wer
 from engine.options import build_config
 
 ray = pytest.importorskip("ray", reason="pip install 'batchscribe[ray]'")

@@ -11,8 +11,8 @@ from checkpoints import ARCHITECTURES, build, trainer_checkpoint
 from converters import convert
 from converters.parity import check_parity
 from engine.config import DecodeConfig, ModelConfig
+from engine.decode.runner import ModelRunner
 from engine.errors import ConversionError
-from engine.runner import ModelRunner
 
 
 @pytest.fixture(scope="module")

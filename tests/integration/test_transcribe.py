@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from engine import BatchConfig, DecodeConfig, ModelConfig, RunConfig, TranscribeConfig, transcribe
-from engine.evaluate import corpus_wer
+from engine.corpus.evaluate import corpus_wer
 
 
 def run(manifest: str, out: str, model_path: str, **run_options) -> dict:

@@ -7,9 +7,9 @@ import pytest
 import soundfile
 
 from engine import BatchConfig, DecodeConfig, ModelConfig, RunConfig, TranscribeConfig, transcribe
-from engine.audio import decode
+from engine.corpus.evaluate import corpus_wer
 from engine.errors import ConfigError
-from engine.evaluate import corpus_wer
+from engine.prepare.audio import decode
 from engine.types import AudioItem
 
 LONG = "osr_us_000_0034_8k"  # 35.5 s: more than one window, never packed

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.assemble import split_segments
+from engine.decode.assemble import split_segments
 
 TS = 1000  # timestamp_begin in these made-up token ids
 EOT = 999

@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from engine.audio import SAMPLE_RATE_HZ, decode
 from engine.errors import AudioDecodeError
+from engine.prepare.audio import SAMPLE_RATE_HZ, decode
 from engine.types import AudioItem
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from engine.batching import Batcher
 from engine.config import BatchConfig
+from engine.decode.batching import Batcher
 from engine.types import Chunk, ChunkRequest, SpeechSpan
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from engine.chunking import plan_chunks, split_long_spans
+from engine.prepare.chunking import plan_chunks, split_long_spans
 from engine.types import Chunk, SpeechSpan
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.evaluate import corpus_wer
+from engine.corpus.evaluate import corpus_wer
 
 
 def test_hand_computed_wer() -> None:

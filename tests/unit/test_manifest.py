@@ -4,8 +4,8 @@ import pyarrow as pa
 import pytest
 
 from engine.errors import ManifestError
-from engine.idset import IdSet
-from engine.manifest import in_shard, open_manifest
+from engine.io.idset import IdSet
+from engine.io.manifest import in_shard, open_manifest
 
 
 def test_relative_paths_resolve_against_the_manifest_folder(write_manifest, tmp_path) -> None:

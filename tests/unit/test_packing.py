@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.packing import build_window, pack, share_is_suspect, split_window
+from engine.decode.packing import build_window, pack, share_is_suspect, split_window
+from engine.decode.words import Word
 from engine.types import Chunk, ChunkRequest, Decoded, PackedChunk, Segment, SpeechSpan
-from engine.words import Word
 
 TS, EOT = 1000, 999  # timestamp_begin and end-of-text of the fake tokenizer below
 

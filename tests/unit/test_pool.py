@@ -3,7 +3,7 @@
 import os
 from functools import partial
 
-from engine.pool import OrderedPool
+from engine.backends.pool import OrderedPool
 
 
 def _square_or_die(poison: str, item: str) -> str:

@@ -2,7 +2,14 @@
 
 import pytest
 
-from engine.words import MAX_SEGMENT_S, MAX_WORD_S, PAUSE_S, Word, cut_segments, from_alignment
+from engine.decode.words import (
+    MAX_SEGMENT_S,
+    MAX_WORD_S,
+    PAUSE_S,
+    Word,
+    cut_segments,
+    from_alignment,
+)
 
 EOT = 99
 SPELLING = {1: " the", 2: " cat", 3: ".", 4: " (", 5: "sat", 6: ")", 7: " down", 8: ","}

@@ -3,8 +3,8 @@ import time
 
 import pyarrow.parquet as pq
 
+from engine.io.writer import PartWriter, output_schema, part_files, read_column
 from engine.types import AudioItem, ItemError, ItemResult, Segment
-from engine.writer import PartWriter, output_schema, part_files, read_column
 
 
 def result(item_id: str) -> ItemResult:

@@ -3,7 +3,7 @@
 Chunks are gathered in a window, sorted by speech length (so the decoder's sequences in one batch
 end at similar times) and cut into batches. CTranslate2 needs the start-of-transcript token at the
 same position in every prompt of a batch, so chunks are grouped by prompt length first. With
-packing on, the short files in the window are first laid into shared windows (`engine.packing`).
+packing on, the short files in the window are first laid into shared windows (`packing`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from engine.config import BatchConfig
-from engine.packing import pack
+from engine.decode.packing import pack
 from engine.types import ChunkRequest
 
 

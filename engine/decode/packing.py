@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.assemble import compression_ratio, make_segment, split_segments
+from engine.decode.assemble import compression_ratio, make_segment, split_segments
+from engine.decode.words import Word
 from engine.types import FRAMES_PER_S, Chunk, ChunkRequest, Decoded, PackedChunk, Segment
-from engine.words import Word
 
 # fewer words than this per second of a clip's speech: the model skipped it (slowest clip of our
 # corpus: 0.24 words/s over its whole file, more over its speech)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.decode.words import Word, cut_segments
 from engine.types import Chunk, Decoded, ItemResult, PreparedItem, Segment, TimedWord
-from engine.words import Word, cut_segments
 
 TIME_PRECISION_S = 0.02  # seconds per timestamp token
 

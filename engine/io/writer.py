@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import OutputError
-from engine.idset import IdSet
+from engine.io.idset import IdSet
 from engine.types import ItemError, Outcome
 
 SEGMENT_TYPE = pa.struct([

@@ -129,7 +129,7 @@ def load_pairs(output_dir: str, reference_column: str,
     """
     import pyarrow.dataset as ds
 
-    from engine.writer import part_files
+    from engine.io.writer import part_files
 
     parts = part_files(output_dir)
     if not parts:
@@ -148,7 +148,7 @@ def load_pairs(output_dir: str, reference_column: str,
 
 
 def _manifest_references(manifest: str, column: str) -> dict[str, str | None]:
-    from engine.manifest import open_manifest
+    from engine.io.manifest import open_manifest
 
     opened = open_manifest(manifest)
     if column not in opened.schema.names:

@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from engine.audio import SAMPLE_RATE_HZ, decode
-from engine.chunking import plan_chunks
 from engine.config import VadConfig
 from engine.errors import ItemFailure
-from engine.features import FeatureComputer
+from engine.prepare.audio import SAMPLE_RATE_HZ, decode
+from engine.prepare.chunking import plan_chunks
+from engine.prepare.features import FeatureComputer
 from engine.types import AudioItem, Chunk, ItemError, PreparedItem, SpeechSpan
 
 
@@ -22,7 +22,7 @@ class Preparer:
     """Turns AudioItems into PreparedItems (or ItemErrors)."""
 
     def __init__(self, vad: VadConfig, n_mels: int) -> None:
-        from engine.vad import SpeechDetector
+        from engine.prepare.vad import SpeechDetector
 
         self._detector = SpeechDetector(vad, SAMPLE_RATE_HZ)
         self._features = FeatureComputer(n_mels)

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.assemble import TIME_PRECISION_S, compression_ratio, is_silence, to_segments
 from engine.config import DecodeConfig, ModelConfig
+from engine.decode.assemble import TIME_PRECISION_S, compression_ratio, is_silence, to_segments
+from engine.decode.models import resolve_model
+from engine.decode.packing import share_is_suspect, split_window
+from engine.decode.words import Word, from_alignment
 from engine.errors import ModelLoadError
-from engine.models import resolve_model
-from engine.packing import share_is_suspect, split_window
 from engine.types import (
     FRAMES_PER_S,
     Chunk,
@@ -32,7 +33,6 @@ from engine.types import (
     Route,
     Segment,
 )
-from engine.words import Word, from_alignment
 
 MAX_LENGTH = 448
 MIN_TAIL_S = 1.0  # speech left after the model's last timestamp that is worth decoding again
@@ -92,7 +92,7 @@ class ModelRunner:
 
     def describe(self) -> dict[str, Any]:
         """The model as run.json records it."""
-        from engine.models import model_fingerprint
+        from engine.decode.models import model_fingerprint
 
         return {"path": self.path, "sha256_16": model_fingerprint(self.path),
                 "device": self.device, "compute_type": self.compute_type,

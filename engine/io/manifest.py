@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import ManifestError
-from engine.idset import IdSet, find_duplicate_hashes, hash_ids
+from engine.io.idset import IdSet, find_duplicate_hashes, hash_ids
 from engine.types import AudioItem
 
 OVERRIDE_COLUMNS = ("language", "task", "prompt", "start_s", "end_s")

@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 
 from engine.config import TranscribeConfig
 from engine.errors import ConfigError, ModelLoadError
-from engine.idset import IdSet
-from engine.manifest import Manifest
-from engine.writer import PART_PREFIX, part_files, to_row
+from engine.io.idset import IdSet
+from engine.io.manifest import Manifest
+from engine.io.writer import PART_PREFIX, part_files, to_row
 
 ITEMS_PER_DECODE_CALL = 4
 MAX_READ_BLOCKS = 2000  # manifest rows are small: a few decode calls per block, so stages overlap
@@ -48,14 +48,14 @@ class DecodeStage:
     """Manifest rows -> pickled PreparedItem or ItemError, one per row still to do."""
 
     def __init__(self, config: TranscribeConfig, n_mels: int, done: IdSet) -> None:
-        from engine.prepare import Preparer
+        from engine.prepare.stage import Preparer
 
         self._prepare = Preparer(config.vad, n_mels)
         self._config = config
         self._done = done
 
     def __call__(self, batch: pa.Table, base_dir: str) -> pa.Table:
-        from engine.manifest import rows_to_items
+        from engine.io.manifest import rows_to_items
 
         items = rows_to_items(batch.to_pylist(), base_dir, self._config.run.passthrough,
                               self._done, self._config.run.shard)
@@ -71,7 +71,7 @@ class ModelStage:
     """Prepared items -> output rows. Loads the model once per actor."""
 
     def __init__(self, config: TranscribeConfig, schema: pa.Schema, n_mels: int) -> None:
-        from engine.runner import ModelRunner
+        from engine.decode.runner import ModelRunner
 
         self._runner = ModelRunner(config.model, config.decode)
         if self._runner.n_mels != n_mels:
@@ -82,7 +82,7 @@ class ModelStage:
         self._schema = schema
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from engine.pipeline import decode_stream
+        from engine.decode.stream import decode_stream
 
         prepared = [pickle.loads(p) for p in batch.column("prepared").to_pylist()]
         rows = [to_row(outcome) for outcome in decode_stream(prepared, self._runner, self._config)]
@@ -96,8 +96,8 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
         ConfigError: Ray is not installed, or an option the Ray backend does not support.
         EngineError: a bad manifest, model or output folder (before any work).
     """
-    from engine.models import declared_n_mels, model_fingerprint, resolve_model
-    from engine.pipeline import build_report, open_job, report_name
+    from engine.backends.common import build_report, open_job, report_name
+    from engine.decode.models import declared_n_mels, model_fingerprint, resolve_model
 
     if config.run.max_errors is not None:
         raise ConfigError("max_errors is not supported by the ray backend: its tasks write "
@@ -159,7 +159,7 @@ def _build_dataset(ray: Any, config: TranscribeConfig, manifest: Manifest, n_mel
 
     The manifest is read in many small blocks so that decoding and the model overlap.
     """
-    from engine.manifest import OVERRIDE_COLUMNS
+    from engine.io.manifest import OVERRIDE_COLUMNS
 
     options = config.ray
     wanted = {"id", "path", "audio", *OVERRIDE_COLUMNS, *config.run.passthrough}
@@ -213,7 +213,7 @@ def adopt_staged_parts(staging: str, output: str) -> list[str]:
 
 
 def _summarise(parts: list[str]) -> Any:
-    from engine.pipeline import RunSummary
+    from engine.backends.common import RunSummary
 
     summary = RunSummary()
     for path in parts:
