@@ -27,8 +27,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("manifest")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (Parquet parts + run.json); rerun into it to resume.")
+@click.option("-o", "--output", required=True,
+              help="Output folder (Parquet parts, _summary.json, _runs/); rerun into it to resume.")
 @click_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -63,7 +63,7 @@ def run_job(job_file: str, as_json: bool, quiet: bool) -> None:
     \b
     Example:
       batchscribe run jobs/local.toml
-      ray job submit --working-dir . -- batchscribe run jobs/cluster.toml
+      ray job submit --working-dir . -- batchscribe run jobs/cluster-gpu.toml
     """
     from engine.options import load_job
 
@@ -79,13 +79,21 @@ def _run_and_report(config: TranscribeConfig, as_json: bool, quiet: bool) -> Non
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        counts = report["counts"]
-        click.echo(
-            f"{report['rows']} rows: {counts['ok']} ok, {counts['empty']} empty, "
-            f"{counts['error']} error; {report['audio_hours']:.3f} h of audio at "
-            f"{report['audio_s_per_s']:.1f}x realtime -> {config.output}", err=True)
+        click.echo(_final_line(report, config.output), err=True)
+    for difference in report["mixed_settings"]:
+        click.echo(f"warning: rows of {config.output} were written with other settings: "
+                   f"{difference}", err=True)
     if report["counts"]["error"]:
         sys.exit(EXIT_ITEM_ERRORS)
+
+
+def _final_line(report: dict[str, Any], output: str) -> str:
+    """"30 rows: 8 already done, 22 transcribed (20 ok, 0 empty, 2 error); ..." """
+    counts = report["counts"]
+    return (f"{report['manifest_rows']} rows: {report['skipped_already_done']} already done, "
+            f"{report['rows']} transcribed ({counts['ok']} ok, {counts['empty']} empty, "
+            f"{counts['error']} error); {report['audio_hours']:.3f} h of audio at "
+            f"{report['audio_s_per_s']:.1f}x realtime -> {output}")
 
 
 @cli.command()
@@ -249,6 +257,41 @@ def eval_command(output_dir: str, reference_column: str, manifest_path: str | No
         click.echo(f"  {row['wer']:6.1f}%  {row['id']}: {row['hypothesis'][:70]!r}")
 
 
+@cli.command("export")
+@click.argument("output_dir")
+@click.option("-f", "--format", "formats", multiple=True, required=True,
+              type=click.Choice(["srt", "vtt", "txt", "tsv", "json"]),
+              help="File format (repeatable: several formats at once).")
+@click.option("-o", "--output", "target", required=True,
+              help="Folder for the files (local or a URI); created if missing.")
+@click.option("--words", is_flag=True,
+              help="Subtitles with one cue per word (needs a run with --word-timestamps).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def export_command(output_dir: str, formats: tuple[str, ...], target: str, words: bool,
+                   as_json: bool) -> None:
+    """Write each row of a transcription OUTPUT_DIR as a file per format, named from its id.
+
+    Subtitles (srt, vtt) and tsv take their cues from the segments, or from the words with
+    --words; txt is the text; json the whole row. Error rows get no file. Works on a folder a
+    run is still writing; OUTPUT_DIR and --output may be URIs (s3://...).
+
+    \b
+    Example:
+      batchscribe export out/ --format srt --format vtt -o subtitles/
+    """
+    from engine.corpus.export import export
+
+    try:
+        summary = export(output_dir, target, formats, words=words)
+    except EngineError as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(f"{summary.rows} rows: {summary.files} files ({', '.join(summary.formats)}), "
+                   f"{summary.skipped_errors} error rows skipped -> {target}", err=True)
+
+
 def _write_per_row(report: Any, path: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -283,6 +326,8 @@ def _with_flag_hints(message: str) -> str:
         return message + " (--tokenizer-from)"
     if "overwrite it" in message:
         return message + " (--force)"
+    if "allow mixed settings" in message:
+        return message + " (--allow-mixed)"
     if "pass the manifest that holds it" in message:
         return message + " (--manifest)"
     return message

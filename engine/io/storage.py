@@ -1,0 +1,274 @@
+"""Where files live: local paths and URIs (s3://, gs://, https://, any fsspec protocol).
+
+The one place that talks to fsspec. Everything else passes strings: a local path stays on the
+plain `os`/`open` road; a URI goes through the protocol's fsspec filesystem. Credentials and
+the endpoint come from the environment as boto3 reads them (`AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`); they are never put into a message: `redact`
+strips user info and query strings (signed URLs) from any URI that is shown.
+
+Transient network failures (connection refused or reset, timeouts, 5xx) are retried with
+exponential backoff; one that persists raises `StorageUnavailable`, which the callers turn into
+a transient error row (audio) or a failed run (manifest, output).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
+_URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@?#]*@")
+_TRANSIENT_NAMES = ("Connection", "Timeout", "Disconnected", "Throttl", "SlowDown",
+                    "ServiceUnavailable", "EndpointConnection", "ClientPayload")
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+              FileExistsError, ValueError)
+
+
+class StorageUnavailable(OSError):
+    """A store did not answer (or kept failing) after every retry; worth retrying later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How often, and how patiently, a transient network failure is retried."""
+
+    attempts: int = 4
+    first_wait_s: float = 0.5
+    max_wait_s: float = 8.0
+
+
+DEFAULT_RETRY = Retry()
+
+
+def is_uri(location: str) -> bool:
+    """True for `proto://...` other than `file://`."""
+    match = _URI.match(location)
+    return match is not None and match.group(1).lower() != "file"
+
+
+def redact(location: str) -> str:
+    """The location without user info (`user:secret@`) or query string (signed URLs)."""
+    if not is_uri(location):
+        return location
+    cleaned = _USERINFO.sub(r"\1", location)
+    return cleaned.split("?", 1)[0] + ("?<redacted>" if "?" in cleaned else "")
+
+
+def join(base: str, relative: str) -> str:
+    """`relative` resolved against the folder `base`; absolute paths and URIs stay as they are."""
+    if is_uri(relative) or os.path.isabs(relative):
+        return relative
+    if is_uri(base):
+        return _uri_join(base, relative)
+    return os.path.join(base, relative)
+
+
+def _uri_join(base: str, relative: str) -> str:
+    protocol, rest = base.split("://", 1)
+    return f"{protocol}://{posixpath.normpath(posixpath.join(rest, relative))}"
+
+
+def parent(location: str) -> str:
+    """The folder holding a file (a URI's parent is a URI)."""
+    if is_uri(location):
+        protocol, rest = location.split("://", 1)
+        return f"{protocol}://{posixpath.dirname(rest.rstrip('/'))}"
+    return os.path.dirname(os.path.abspath(location))
+
+
+def filesystem(location: str) -> tuple[Any, str]:
+    """The fsspec filesystem of a URI and the path inside it.
+
+    Raises:
+        StorageUnavailable: the protocol's fsspec package is not installed.
+    """
+    try:
+        import fsspec.core
+    except ImportError as e:
+        raise ImportError("reading or writing URIs needs fsspec: "
+                          "pip install 'batchscribe[remote]'") from e
+    protocol = location.split("://", 1)[0].lower() if is_uri(location) else "file"
+    options: dict[str, Any] = {}
+    if protocol in ("s3", "s3a"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["client_kwargs"] = {"endpoint_url": endpoint}
+        options["skip_instance_cache"] = False
+    try:
+        fs, path = fsspec.core.url_to_fs(location, **options)
+    except ImportError as e:
+        raise ImportError(f"{protocol}:// needs its fsspec package ({e}); for s3:// "
+                          "pip install 'batchscribe[remote]'") from e
+    return fs, path
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure that may go away by itself: a network hiccup, a busy or restarting server."""
+    if isinstance(error, StorageUnavailable):
+        return True
+    if isinstance(error, _PERMANENT):
+        return False
+    status = getattr(error, "status", None) or getattr(error, "code", None)
+    if isinstance(status, int) and (status >= 500 or status == 429):
+        return True
+    names = [cls.__name__ for cls in type(error).__mro__]
+    return isinstance(error, (ConnectionError, TimeoutError)) or any(
+        key in name for name in names for key in _TRANSIENT_NAMES)
+
+
+def with_retry(action: Callable[[], T], what: str, retry: Retry = DEFAULT_RETRY) -> T:
+    """Run `action`, retrying transient failures with exponential backoff and jitter.
+
+    Raises:
+        StorageUnavailable: still failing after `retry.attempts` tries (`what` names it).
+        Exception: a permanent failure, at once and unchanged.
+    """
+    wait_s = retry.first_wait_s
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return action()
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            if attempt == retry.attempts:
+                raise StorageUnavailable(
+                    f"{redact(what)}: storage unavailable after {attempt} tries "
+                    f"({type(e).__name__}: {redact(str(e).splitlines()[0] if str(e) else '')})"
+                ) from e
+        time.sleep(wait_s * (0.5 + random.random()))
+        wait_s = min(wait_s * 2, retry.max_wait_s)
+    raise AssertionError("unreachable")
+
+
+def open_read(location: str) -> IO[bytes]:
+    """A seekable binary file object, streamed from the store for a URI (no local copy)."""
+    if not is_uri(location):
+        return open(location, "rb")
+    fs, path = filesystem(location)
+    return with_retry(lambda: fs.open(path, "rb"), location)
+
+
+def read_bytes(location: str) -> bytes:
+    if not is_uri(location):
+        with open(location, "rb") as f:
+            return f.read()
+    fs, path = filesystem(location)
+    return with_retry(lambda: bytes(fs.cat_file(path)), location)
+
+
+def size(location: str) -> int:
+    """The size in bytes; FileNotFoundError when there is no such file."""
+    if not is_uri(location):
+        return os.path.getsize(location)
+    fs, path = filesystem(location)
+    return int(with_retry(lambda: fs.size(path), location))
+
+
+def exists(location: str) -> bool:
+    if not is_uri(location):
+        return os.path.exists(location)
+    fs, path = filesystem(location)
+    return bool(with_retry(lambda: fs.exists(path), location))
+
+
+def is_dir(location: str) -> bool:
+    if not is_uri(location):
+        return os.path.isdir(location)
+    fs, path = filesystem(location)
+    return bool(with_retry(lambda: fs.isdir(path), location))
+
+
+def list_files(folder: str, recursive: bool = False) -> Iterator[str]:
+    """The files in a folder (names as full locations, sorted); none when it does not exist."""
+    if not is_uri(folder):
+        if not os.path.isdir(folder):
+            return iter(())
+        if not recursive:
+            return iter(sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                               if os.path.isfile(os.path.join(folder, n))))
+        return iter(sorted(os.path.join(root, n) for root, _, names in os.walk(folder)
+                           for n in names))
+    fs, path = filesystem(folder)
+    protocol = folder.split("://", 1)[0]
+
+    def listing() -> list[str]:
+        fs.invalidate_cache(path)
+        if not fs.exists(path):
+            return []
+        if recursive:
+            return list(fs.find(path))
+        return [e["name"] for e in fs.ls(path, detail=True) if e.get("type") != "directory"]
+
+    names = with_retry(listing, folder)
+    return iter(sorted(n if is_uri(n) else f"{protocol}://{n.lstrip('/')}" for n in names))
+
+
+def glob(pattern: str) -> list[str]:
+    """The files matching a glob pattern, sorted."""
+    if not is_uri(pattern):
+        import glob as local_glob
+
+        return sorted(local_glob.glob(pattern, recursive=True))
+    fs, path = filesystem(pattern)
+    protocol = pattern.split("://", 1)[0]
+    names = with_retry(lambda: fs.glob(path), pattern)
+    return sorted(f"{protocol}://{n.lstrip('/')}" for n in names)
+
+
+def make_dirs(folder: str) -> None:
+    """Create a local folder (object stores have no folders: nothing to do)."""
+    if not is_uri(folder):
+        os.makedirs(folder, exist_ok=True)
+
+
+def put_file(local_path: str, location: str) -> None:
+    """Copy a finished local file to `location` whole: on an object store one complete PUT
+    under the final name, so a reader never sees half of it; locally a rename."""
+    if not is_uri(location):
+        os.replace(local_path, location)
+        return
+    fs, path = filesystem(location)
+    with_retry(lambda: fs.put_file(local_path, path), location)
+    os.remove(local_path)
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    """Write a small file whole: locally through a temporary name and a rename, on an object
+    store as one PUT."""
+    if not is_uri(location):
+        tmp = f"{location}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, location)
+        return
+    fs, path = filesystem(location)
+    with_retry(lambda: fs.pipe_file(path, data), location)
+
+
+def delete(location: str) -> None:
+    """Remove a file; a missing one is fine."""
+    if not is_uri(location):
+        if os.path.exists(location):
+            os.remove(location)
+        return
+    fs, path = filesystem(location)
+
+    def remove() -> None:
+        if fs.exists(path):
+            fs.rm_file(path)
+
+    with_retry(remove, location)
+
+
+def copy_to_local(location: str, local_path: str) -> None:
+    """Download a whole file (used for small files only: metadata, not audio)."""
+    with open_read(location) as source, open(local_path, "wb") as target:
+        shutil.copyfileobj(source, target)
