@@ -5,6 +5,8 @@ Times are in seconds (`_s`), sample counts in samples; every stage boundary uses
 
 from __future__ import annotations
 
+import os
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,11 +56,18 @@ class Chunk:
     item_id: str
     index: int
     spans: tuple[SpeechSpan, ...]  # source spans, in order, that make up this chunk
-    features: np.ndarray  # log-mel, [n_mels, 3000] float32
+    features: np.ndarray  # log-mel, [n_mels, 3000] float32; [n_mels, 0] while `spilled`
+    spilled: SpilledFeatures | None = None  # where the features wait on disk (long files)
 
     @property
     def duration_s(self) -> float:
         return sum(span.duration_s for span in self.spans)
+
+    def loaded(self) -> Chunk:
+        """This chunk with its features in memory (read back from disk when spilled)."""
+        if self.spilled is None:
+            return self
+        return Chunk(self.item_id, self.index, self.spans, self.spilled.read())
 
     def to_source_time(self, chunk_time_s: float) -> float:
         """Map a time inside the chunk back to a time in the source file."""
@@ -79,6 +88,47 @@ class Chunk:
                 spans.append(SpeechSpan(span.start_s + cut, span.end_s))
             elapsed += span.duration_s
         return Chunk(self.item_id, self.index, tuple(spans), shift_features(self.features, from_s))
+
+
+class FeatureFile:
+    """A temporary file of one item's chunk features, written by a decode worker.
+
+    The process that reads it first (the main process) opens it and removes its name at once,
+    so the disk space comes back when the last chunk referring to it is gone, even after a crash.
+    Pickles as its path.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __getstate__(self) -> str:
+        return self.path
+
+    def __setstate__(self, path: str) -> None:
+        self.path, self._fd = path, None
+
+    def read(self, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+            os.unlink(self.path)
+        out = np.empty(shape, dtype=np.float32)
+        if os.preadv(self._fd, [out.data.cast("B")], offset) != out.nbytes:
+            raise OSError(f"{self.path}: spilled features end early")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SpilledFeatures:
+    """One chunk's features in a `FeatureFile`: float32 of `shape` at byte `offset`."""
+
+    file: FeatureFile
+    offset: int
+    shape: tuple[int, ...]
+
+    def read(self) -> np.ndarray:
+        return self.file.read(self.offset, self.shape)
 
 
 def shift_features(features: np.ndarray, from_s: float) -> np.ndarray:
@@ -140,6 +190,13 @@ class ChunkRequest:
     task: str
     prompt_tokens: tuple[int, ...]  # prompt (previous text, language, task) for the decoder
     packable: bool = False  # the item's only chunk, which may share a window with others
+
+    def loaded(self) -> ChunkRequest:
+        """This request with its chunk's features in memory (`Chunk.loaded`)."""
+        if isinstance(self.chunk, Chunk) and self.chunk.spilled is not None:
+            return ChunkRequest(self.chunk.loaded(), self.language, self.task,
+                                self.prompt_tokens, self.packable)
+        return self
 
 
 @dataclass(frozen=True, slots=True)

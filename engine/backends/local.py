@@ -7,6 +7,7 @@ manifest's size, and the model decodes one batch while the pool prepares the nex
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -55,8 +56,10 @@ def transcribe_locally(config: TranscribeConfig,
     summary.timings.model_load_s = model_load_s
     items = manifest.items(config.run.passthrough, skip=done, shard=config.run.shard)
     try:
-        with OrderedPool(partial(Preparer, config.vad, runner.n_mels), config.run.workers,
-                         on_crash=worker_crashed) as pool:
+        # long files' chunk features wait here between the workers and the model (`Preparer`)
+        with tempfile.TemporaryDirectory(prefix="batchscribe-features-") as spill_dir, \
+                OrderedPool(partial(Preparer, config.vad, runner.n_mels, spill_dir),
+                            config.run.workers, on_crash=worker_crashed) as pool:
             for outcome in decode_stream(pool.map(items), runner, config, summary.timings):
                 writer.write(outcome)
                 summary.add(outcome)

@@ -68,7 +68,7 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         while len(in_flight) >= max_in_flight:  # backpressure: wait for the oldest batch
             yield from drain(in_flight.popleft())
         timings.packed_windows += sum(isinstance(r.chunk, PackedChunk) for r in batch)
-        in_flight.append(runner.submit(batch))
+        in_flight.append(runner.submit([request.loaded() for request in batch]))
 
     for p in with_languages(_timed_waits(prepared, timings), runner, config):
         if isinstance(p, ItemError):

@@ -2,11 +2,19 @@
 
 Runs in the decode worker processes. Each worker builds one `Preparer` (VAD session, mel filters)
 and reuses it for every item it receives.
+
+Files longer than `stream_above_s` are read in windows, twice (once for VAD, once for the chunks'
+samples), so that the worker holds about one window of audio instead of the whole recording; with a
+`spill_dir`, their chunks' features (but the first) go to a temporary file that the main process
+reads when it forms a batch (`Chunk.loaded`), so that neither process holds all of them.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -15,17 +23,31 @@ from engine.errors import ItemFailure
 from engine.prepare.audio import SAMPLE_RATE_HZ, decode
 from engine.prepare.chunking import plan_chunks
 from engine.prepare.features import FeatureComputer
-from engine.types import AudioItem, Chunk, ItemError, PreparedItem, SpeechSpan
+from engine.prepare.windows import SampleCutter, decode_windows, probe_duration_s
+from engine.types import (
+    AudioItem,
+    Chunk,
+    FeatureFile,
+    ItemError,
+    PreparedItem,
+    SpeechSpan,
+    SpilledFeatures,
+)
+
+STREAM_ABOVE_S = 600.0  # 10 min: 38 MB of samples and 20 MB of features held whole
 
 
 class Preparer:
     """Turns AudioItems into PreparedItems (or ItemErrors)."""
 
-    def __init__(self, vad: VadConfig, n_mels: int) -> None:
+    def __init__(self, vad: VadConfig, n_mels: int, spill_dir: str | None = None,
+                 stream_above_s: float | None = STREAM_ABOVE_S) -> None:
         from engine.prepare.vad import SpeechDetector
 
         self._detector = SpeechDetector(vad, SAMPLE_RATE_HZ)
         self._features = FeatureComputer(n_mels)
+        self._spill_dir = spill_dir
+        self._stream_above_s = stream_above_s
 
     def __call__(self, item: AudioItem) -> PreparedItem | ItemError:
         try:
@@ -37,6 +59,10 @@ class Preparer:
 
     def _prepare(self, item: AudioItem) -> PreparedItem:
         started = time.perf_counter()
+        if self._stream_above_s is not None:
+            length_s = probe_duration_s(item)
+            if length_s is not None and length_s > self._stream_above_s:
+                return self._prepare_windowed(item, started)
         samples = decode(item)
         duration_s = samples.size / SAMPLE_RATE_HZ
         spans = self._detector.detect(samples)
@@ -48,6 +74,61 @@ class Preparer:
         speech_s = sum(chunk.duration_s for chunk in chunks)
         return PreparedItem(item, duration_s, speech_s, chunks,
                             prepare_s=time.perf_counter() - started)
+
+    def _prepare_windowed(self, item: AudioItem, started: float) -> PreparedItem:
+        total, spans = self._detector.detect_windows(decode_windows(item))
+        groups = plan_chunks(spans)
+        spill = _Spill(self._spill_dir) if self._spill_dir and len(groups) > 1 else None
+        try:
+            chunks = tuple(self._windowed_chunks(item, groups, spill))
+        except BaseException:
+            if spill is not None:
+                spill.discard()
+            raise
+        if spill is not None:
+            spill.close()
+        speech_s = sum(chunk.duration_s for chunk in chunks)
+        return PreparedItem(item, total / SAMPLE_RATE_HZ, speech_s, chunks,
+                            prepare_s=time.perf_counter() - started)
+
+    def _windowed_chunks(self, item: AudioItem, groups: list[tuple[SpeechSpan, ...]],
+                         spill: _Spill | None) -> Iterator[Chunk]:
+        samples = SampleCutter(decode_windows(item))
+        for index, group in enumerate(groups):
+            pieces = [samples.cut(int(s.start_s * SAMPLE_RATE_HZ), int(s.end_s * SAMPLE_RATE_HZ))
+                      for s in group]
+            features = self._features(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
+            # the first chunk stays in memory: language detection and packing read it early
+            if spill is None or index == 0:
+                yield Chunk(item.item_id, index, _to_source(group, item), features)
+            else:
+                yield Chunk(item.item_id, index, _to_source(group, item),
+                            np.zeros((features.shape[0], 0), dtype=np.float32),
+                            spill.write(features))
+
+
+class _Spill:
+    """Writes one item's chunk features to a new file in `folder`."""
+
+    def __init__(self, folder: str) -> None:
+        fd, path = tempfile.mkstemp(dir=folder, prefix="features-", suffix=".f32")
+        self._out = os.fdopen(fd, "wb")
+        self._file = FeatureFile(path)
+        self._offset = 0
+
+    def write(self, features: np.ndarray) -> SpilledFeatures:
+        data = np.ascontiguousarray(features, dtype=np.float32)
+        self._out.write(data.data.cast("B"))
+        spilled = SpilledFeatures(self._file, self._offset, data.shape)
+        self._offset += data.nbytes
+        return spilled
+
+    def close(self) -> None:
+        self._out.close()
+
+    def discard(self) -> None:
+        self._out.close()
+        os.unlink(self._file.path)
 
 
 def _cut(samples: np.ndarray, spans: tuple[SpeechSpan, ...]) -> np.ndarray:
