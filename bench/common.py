@@ -109,7 +109,7 @@ def engine_command(manifest: str, out_dir: str, args: list[str]) -> list[str]:
 
 def run_engine(manifest: str, out_dir: str, args: list[str], threads: int
                ) -> tuple[dict[str, Any], dict[str, str], Measured]:
-    """One CPU `batchscribe transcribe` run (`engine_command`): its run.json, its texts, and
+    """One CPU `batchscribe transcribe` run (`engine_command`): its run record, its texts, and
     its wall time and peak memory."""
     cmd = engine_command(manifest, out_dir, args)
     measured = run_measured(cmd, {"OMP_NUM_THREADS": str(threads)})
@@ -119,9 +119,10 @@ def run_engine(manifest: str, out_dir: str, args: list[str], threads: int
 
 
 def read_report(out_dir: str) -> dict[str, Any]:
-    with open(os.path.join(out_dir, "run.json"), encoding="utf-8") as f:
-        report: dict[str, Any] = json.load(f)
-    return report
+    """The record of the last run into `out_dir` (`.batchscribe/runs/` in the output folder)."""
+    from engine.io.runlog import latest_record
+
+    return latest_record(out_dir)
 
 
 def read_output(folder: str) -> dict[str, str]:

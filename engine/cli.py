@@ -27,8 +27,9 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("manifest")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (Parquet parts + run.json); rerun into it to resume.")
+@click.option("-o", "--output", required=True,
+              help="Output folder (Parquet parts and .batchscribe/ run records); rerun into it "
+              "to resume.")
 @click_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -63,7 +64,7 @@ def run_job(job_file: str, as_json: bool, quiet: bool) -> None:
     \b
     Example:
       batchscribe run jobs/local.toml
-      ray job submit --working-dir . -- batchscribe run jobs/cluster.toml
+      ray job submit --working-dir . -- batchscribe run jobs/cluster-gpu.toml
     """
     from engine.options import load_job
 
@@ -79,13 +80,21 @@ def _run_and_report(config: TranscribeConfig, as_json: bool, quiet: bool) -> Non
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        counts = report["counts"]
-        click.echo(
-            f"{report['rows']} rows: {counts['ok']} ok, {counts['empty']} empty, "
-            f"{counts['error']} error; {report['audio_hours']:.3f} h of audio at "
-            f"{report['audio_s_per_s']:.1f}x realtime -> {config.output}", err=True)
+        click.echo(_final_line(report, config.output), err=True)
+    for difference in report["mixed_settings"]:
+        click.echo(f"warning: rows of {config.output} were written with other settings: "
+                   f"{difference}", err=True)
     if report["counts"]["error"]:
         sys.exit(EXIT_ITEM_ERRORS)
+
+
+def _final_line(report: dict[str, Any], output: str) -> str:
+    """"30 rows: 8 already done, 22 transcribed (20 ok, 0 empty, 2 error); ..." """
+    counts = report["counts"]
+    return (f"{report['manifest_rows']} rows: {report['skipped_already_done']} already done, "
+            f"{report['rows']} transcribed ({counts['ok']} ok, {counts['empty']} empty, "
+            f"{counts['error']} error); {report['audio_hours']:.3f} h of audio at "
+            f"{report['audio_s_per_s']:.1f}x realtime -> {output}")
 
 
 @cli.command()
@@ -318,6 +327,8 @@ def _with_flag_hints(message: str) -> str:
         return message + " (--tokenizer-from)"
     if "overwrite it" in message:
         return message + " (--force)"
+    if "allow mixed settings" in message:
+        return message + " (--allow-mixed)"
     if "pass the manifest that holds it" in message:
         return message + " (--manifest)"
     return message

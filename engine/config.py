@@ -177,6 +177,8 @@ class RunConfig:
         passthrough: Manifest columns copied to the output unchanged.
         rows_per_part: Rows per output Parquet part (work lost on a crash is at most one part).
         part_seconds: A part is also closed after this many seconds, whatever its size.
+        allow_mixed: Write into an output whose rows came from another model or other decoding
+            options (recorded in the run's metadata); refused otherwise.
     """
 
     workers: int = field(default_factory=default_workers)
@@ -185,6 +187,7 @@ class RunConfig:
     passthrough: tuple[str, ...] = ()
     rows_per_part: int = 1000
     part_seconds: float = 60.0
+    allow_mixed: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("workers", self.workers, 0)

@@ -21,13 +21,15 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
 
-    def start(self, total_rows: int) -> None:
+    def start(self, total_rows: int, already_done: int = 0) -> None:
+        """Open the bar at the rows the output already holds (a resumed run)."""
         if not self._enabled:
             return
         from tqdm import tqdm
 
         self._started = time.monotonic()
-        self._bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, smoothing=0.05)
+        self._bar = tqdm(total=total_rows, initial=already_done, unit="row", dynamic_ncols=True,
+                         smoothing=0.05)
 
     def update(self, outcome: Outcome, summary: Any) -> None:
         if self._bar is None:

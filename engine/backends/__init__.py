@@ -16,13 +16,14 @@ from engine.types import Outcome
 
 def transcribe(config: TranscribeConfig,
                on_outcome: Callable[[Outcome, RunSummary], None] | None = None,
-               on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
+               on_start: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run a whole job: read the manifest, transcribe every row not yet done, write the output.
 
     Args:
         config: The run's options; `config.backend` picks the backend.
         on_outcome: Called after each row is written (progress; the local backend only).
-        on_start: Called once with the number of manifest rows, before work starts.
+        on_start: Called once, before work starts, with this shard's manifest rows and how many
+            of them the output already holds.
 
     Returns:
         The run summary, also written beside the output's parts.

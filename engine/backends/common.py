@@ -8,20 +8,25 @@ from typing import Any
 
 from engine.config import TranscribeConfig
 from engine.decode.stream import Timings
-from engine.io.manifest import Manifest, open_manifest
+from engine.errors import ManifestError
+from engine.io import runlog
+from engine.io.idset import IdSet
+from engine.io.manifest import Manifest, in_shard, open_manifest
 from engine.io.writer import PartWriter, output_schema
 from engine.types import ItemError, Outcome
 
 
 @dataclass
 class RunSummary:
-    """What a run did; written to run.json and printed by `--json`."""
+    """What a run did; written to the output's .batchscribe/runs/ and printed by `--json`."""
 
     counts: Counter[str] = field(default_factory=Counter)
     audio_s: float = 0.0
     speech_s: float = 0.0
     wall_s: float = 0.0
     skipped_done: int = 0
+    manifest_rows: int = 0
+    mixed: list[str] = field(default_factory=list)
     stopped: str | None = None
     timings: Timings = field(default_factory=Timings)
 
@@ -42,34 +47,68 @@ def open_job(config: TranscribeConfig) -> tuple[Manifest, PartWriter]:
     """The checked manifest (schema and ids) and the output folder's writer."""
     manifest = open_manifest(config.manifest)
     manifest.check_ids()
+    missing = [name for name in config.run.passthrough if name not in manifest.schema.names]
+    if missing:
+        raise ManifestError(
+            f"passthrough column(s) {', '.join(missing)} not in the manifest {config.manifest}; "
+            f"it has: {', '.join(manifest.schema.names)}")
     passthrough = [manifest.schema.field(name) for name in config.run.passthrough]
     writer = PartWriter(config.output, output_schema(passthrough),
                         config.run.rows_per_part, config.run.part_seconds)
     return manifest, writer
 
 
-def report_name(config: TranscribeConfig) -> str:
-    index, count = config.run.shard
-    return "run.json" if count == 1 else f"run-shard-{index}-of-{count}.json"
+def count_rows(manifest: Manifest, done: IdSet, shard: tuple[int, int]) -> tuple[int, int]:
+    """This shard's manifest rows, and how many of them the output already holds."""
+    total = already = 0
+    ids: list[str] = []
+    for item_id in manifest.iter_ids():
+        if in_shard(item_id, shard):
+            ids.append(item_id)
+        if len(ids) >= 4096:
+            total, already = total + len(ids), already + int(done.contains(ids).sum())
+            ids = []
+    return total + len(ids), already + int(done.contains(ids).sum())
+
+
+def check_rerun(config: TranscribeConfig, model: dict[str, Any]) -> list[str]:
+    """Refuse a rerun whose model or decoding options differ from those that wrote the output's
+    rows, unless `run.allow_mixed`; returns the differences allowed."""
+    current = runlog.settings({"model": model, "options": _options(config)})
+    return runlog.check_settings(config.output, current, config.run.allow_mixed)
+
+
+def save_report(writer: PartWriter, config: TranscribeConfig,
+                report: dict[str, Any]) -> dict[str, Any]:
+    """Write the run's record and the folder's summary beside the parts; the report, with the
+    folder's summary under "folder"."""
+    folder = runlog.write_metadata(writer, config.run.shard, report)
+    return {**report, "folder": folder}
+
+
+def _options(config: TranscribeConfig) -> dict[str, Any]:
+    options = {"decode": asdict(config.decode), "vad": asdict(config.vad),
+               "batch": asdict(config.batch), "run": asdict(config.run)}
+    if config.backend == "ray":
+        options["ray"] = asdict(config.ray)
+    return options
 
 
 def build_report(config: TranscribeConfig, model: dict[str, Any],
                  summary: RunSummary) -> dict[str, Any]:
     """The run summary: model, options, versions, counts, hours, speed, stage timings."""
-    options = {"decode": asdict(config.decode), "vad": asdict(config.vad),
-               "batch": asdict(config.batch), "run": asdict(config.run)}
-    if config.backend == "ray":
-        options["ray"] = asdict(config.ray)
     return {
         "model": model,
         "backend": config.backend,
         "manifest": config.manifest,
         "output": config.output,
-        "options": options,
+        "options": _options(config),
         "versions": library_versions(),
         "counts": {s: summary.counts.get(s, 0) for s in ("ok", "empty", "error")},
         "rows": summary.rows,
+        "manifest_rows": summary.manifest_rows,
         "skipped_already_done": summary.skipped_done,
+        "mixed_settings": summary.mixed,
         "audio_hours": round(summary.audio_s / 3600, 4),
         "speech_hours": round(summary.speech_s / 3600, 4),
         "wall_s": round(summary.wall_s, 3),

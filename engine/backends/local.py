@@ -14,7 +14,14 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from engine.backends.common import RunSummary, build_report, open_job, report_name
+from engine.backends.common import (
+    RunSummary,
+    build_report,
+    check_rerun,
+    count_rows,
+    open_job,
+    save_report,
+)
 from engine.backends.pool import OrderedPool
 from engine.config import TranscribeConfig
 from engine.decode.runner import ModelRunner
@@ -26,16 +33,17 @@ from engine.types import AudioItem, ItemError, Outcome
 
 def transcribe_locally(config: TranscribeConfig,
                on_outcome: Callable[[Outcome, RunSummary], None] | None = None,
-               on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
+               on_start: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run a whole job: read the manifest, transcribe every row not yet done, write the output.
 
     Args:
         config: The run's options.
         on_outcome: Called after each row is written (progress reporting).
-        on_start: Called once with the number of manifest rows, before work starts.
+        on_start: Called once, before work starts, with this shard's manifest rows and how many
+            of them the output already holds.
 
     Returns:
-        The run summary, also written as run.json in the output folder.
+        The run summary, also written to the output's .batchscribe/runs/ (see `engine.io.runlog`).
 
     Raises:
         EngineError: a bad manifest, model, option or output folder (before any work), or an
@@ -47,14 +55,22 @@ def transcribe_locally(config: TranscribeConfig,
     loading = time.monotonic()
     runner = ModelRunner(config.model, config.decode)
     model_load_s = time.monotonic() - loading
-    config = replace(config, batch=config.batch.for_device(runner.device))  # recorded in run.json
-    check_language_options(runner, config)
+    config = replace(config, batch=config.batch.for_device(runner.device))  # recorded as run
+    model = runner.describe()
+    try:
+        check_language_options(runner, config)
+        mixed = check_rerun(config, model)
+    except BaseException:
+        runner.close()
+        raise
+    summary = RunSummary(mixed=mixed)
+    summary.manifest_rows, summary.skipped_done = count_rows(manifest, done, config.run.shard)
     if on_start is not None:
-        on_start(manifest.num_rows)
+        on_start(summary.manifest_rows, summary.skipped_done)
 
-    summary = RunSummary()
     summary.timings.model_load_s = model_load_s
     items = manifest.items(config.run.passthrough, skip=done, shard=config.run.shard)
+    failed = True
     try:
         # long files' chunk features wait here between the workers and the model (`Preparer`)
         with tempfile.TemporaryDirectory(prefix="batchscribe-features-") as spill_dir, \
@@ -69,13 +85,13 @@ def transcribe_locally(config: TranscribeConfig,
                 if budget is not None and summary.counts["error"] > budget:
                     summary.stopped = f"more than {budget} items failed"
                     break
+        failed = False
     finally:
         runner.close()
         writer.commit()
         summary.wall_s = time.monotonic() - started
-        summary.skipped_done = len(done)
-        report = build_report(config, runner.describe(), summary)
-        writer.write_json(report_name(config), report)
+        if not (failed and summary.rows == 0):  # a start that failed leaves nothing behind
+            report = save_report(writer, config, build_report(config, model, summary))
     if summary.stopped:
         raise TooManyErrors(f"run stopped: {summary.stopped} (the error budget); "
                             f"rows written so far are kept in {config.output}")

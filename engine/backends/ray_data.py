@@ -28,6 +28,7 @@ from engine.config import TranscribeConfig
 from engine.errors import ConfigError, ModelLoadError
 from engine.io.idset import IdSet
 from engine.io.manifest import Manifest
+from engine.io.runlog import META_DIR
 from engine.io.writer import PART_PREFIX, part_files, to_row
 
 ITEMS_PER_DECODE_CALL = 4
@@ -90,29 +91,36 @@ class ModelStage:
 
 
 def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[str, Any]:
-    """Run a job on Ray: same output folder, schema, resume and run.json as the local runner.
+    """Run a job on Ray: same output folder, schema, resume and metadata as the local runner.
 
     Raises:
         ConfigError: Ray is not installed, or an option the Ray backend does not support.
         EngineError: a bad manifest, model or output folder (before any work).
     """
-    from engine.backends.common import build_report, open_job, report_name
+    from engine.backends.common import build_report, check_rerun, count_rows, open_job, save_report
     from engine.decode.models import declared_n_mels, model_fingerprint, resolve_model
 
     if config.run.max_errors is not None:
         raise ConfigError("max_errors is not supported by the ray backend: its tasks write "
-                          "their rows independently; leave it unset and read run.json's counts")
+                          "their rows independently; leave it unset and read the "
+                          "counts in .batchscribe/summary.json")
     ray = _import_ray()
     started = time.monotonic()
     manifest, writer = open_job(config)
-    staging = os.path.join(config.output, f".ray-staging-{report_name(config)[:-5]}")
+    index, count = config.run.shard
+    staging = os.path.join(config.output, f".ray-staging-shard-{index}-of-{count}")
     adopt_staged_parts(staging, config.output)
     done = writer.done_ids()
     model_path = resolve_model(config.model.path)
     config = replace(config, model=replace(config.model, path=model_path))
     n_mels = declared_n_mels(model_path)
+    model = {"path": model_path, "sha256_16": model_fingerprint(model_path),
+             "device": config.model.device, "compute_type": config.model.compute_type,
+             "replicas": config.ray.model_actors, "n_mels": n_mels}
+    mixed = check_rerun(config, model)
+    manifest_rows, already = count_rows(manifest, done, config.run.shard)
     if on_start is not None:
-        on_start(manifest.num_rows)
+        on_start(manifest_rows, already)
     if not ray.is_initialized():
         ray.init(address=config.ray.address, log_to_driver=False)
     _check_resources(config, ray.cluster_resources())
@@ -125,13 +133,9 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     adopt_staged_parts(staging, config.output)
     summary = _summarise(sorted(set(part_files(config.output)) - before))
     summary.wall_s = time.monotonic() - started
-    summary.skipped_done = len(done)
-    model = {"path": model_path, "sha256_16": model_fingerprint(model_path),
-             "device": config.model.device, "compute_type": config.model.compute_type,
-             "replicas": config.ray.model_actors, "n_mels": n_mels}
-    report = build_report(config, model, summary)
-    writer.write_json(report_name(config), report)
-    _write_stats(writer, dataset)
+    summary.skipped_done, summary.manifest_rows, summary.mixed = already, manifest_rows, mixed
+    report = save_report(writer, config, build_report(config, model, summary))
+    _write_stats(writer, config, dataset)
     return report
 
 
@@ -224,12 +228,14 @@ def _summarise(parts: list[str]) -> Any:
     return summary
 
 
-def _write_stats(writer: Any, dataset: Any) -> None:
-    """Ray's per-stage timings, beside run.json (where the time of a Ray run went)."""
+def _write_stats(writer: Any, config: TranscribeConfig, dataset: Any) -> None:
+    """Ray's per-stage timings, beside the parts (where the time of a Ray run went); the
+    metadata folder keeps Parquet readers off it."""
     try:
         stats = dataset.stats()
     except Exception as e:  # stats are a diagnostic, never a failure
         stats = f"no stats: {e}"
-    path = os.path.join(writer.output_dir, "ray-stats.txt")
+    index, count = config.run.shard
+    path = os.path.join(writer.output_dir, META_DIR, f"ray-stats-shard-{index}-of-{count}.txt")
     with open(path, "w", encoding="utf-8") as f:
         f.write(stats)

@@ -100,12 +100,7 @@ class PartWriter:
 
     def __init__(self, output_dir: str, schema: pa.Schema, rows_per_part: int = 1000,
                  part_seconds: float = 60.0) -> None:
-        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-            raise OutputError(f"output {output_dir} exists and is not a folder")
-        try:
-            os.makedirs(output_dir, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"cannot create output folder {output_dir}: {e}") from e
+        _check_output_dir(output_dir)  # created on the first write: a failed start leaves none
         self.output_dir = output_dir
         self.schema = schema
         self._rows_per_part = rows_per_part
@@ -117,6 +112,8 @@ class PartWriter:
         self._remove_stale_temporaries()
 
     def _remove_stale_temporaries(self) -> None:
+        if not os.path.isdir(self.output_dir):
+            return
         now = time.time()
         for name in os.listdir(self.output_dir):
             path = os.path.join(self.output_dir, name)
@@ -138,6 +135,7 @@ class PartWriter:
         if self._rows:
             table = pa.Table.from_pylist(self._rows, schema=self.schema)
             name = f"{PART_PREFIX}{self._run_tag}-{self._parts_written:05d}.parquet"
+            _make_dirs(self.output_dir)
             _atomic_write(os.path.join(self.output_dir, name),
                           lambda tmp: pq.write_table(table, tmp, compression="zstd"))
             self._parts_written += 1
@@ -146,8 +144,28 @@ class PartWriter:
 
     def write_json(self, name: str, payload: dict[str, Any]) -> None:
         text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+        _make_dirs(os.path.dirname(os.path.join(self.output_dir, name)))
         _atomic_write(os.path.join(self.output_dir, name),
                       lambda tmp: _write_text(tmp, text))
+
+
+def _check_output_dir(output_dir: str) -> None:
+    """Fail now if `output_dir` cannot become the output folder (without creating it)."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise OutputError(f"output {output_dir} exists and is not a folder; give a folder path")
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create output folder {output_dir}: {parent} is not a "
+                          "writable folder")
+
+
+def _make_dirs(folder: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {folder}: {e}") from e
 
 
 def _write_text(path: str, text: str) -> None:

@@ -13,6 +13,7 @@ import pyarrow.dataset as ds
 from click.testing import CliRunner
 
 from engine.cli import cli
+from engine.io.runlog import latest_record
 
 
 def invoke(*args: str):
@@ -83,8 +84,7 @@ def test_item_errors_exit_3_and_json_summary(write_manifest, tmp_path, clips, br
     report = json.loads(result.stdout)
     assert report["counts"] == {"ok": 1, "empty": 0, "error": 1}
     assert report["model"]["compute_type"] == "int8" and report["versions"]["ctranslate2"]
-    with open(tmp_path / "out" / "run.json") as f:
-        assert json.load(f)["counts"] == report["counts"]
+    assert latest_record(str(tmp_path / "out"))["counts"] == report["counts"]
 
 
 def test_error_budget_stops_the_run_with_exit_1(write_manifest, tmp_path, broken_files) -> None:
@@ -128,5 +128,4 @@ def test_sigkill_mid_run_then_rerun_gives_every_id_exactly_once(write_manifest, 
     written = table.column("id").to_pylist()
     assert sorted(written) == sorted(ids)
     assert set(table.column("status").to_pylist()) == {"ok"}
-    with open(out / "run.json") as f:
-        assert json.load(f)["skipped_already_done"] == done_before
+    assert latest_record(str(out))["skipped_already_done"] == done_before

@@ -10,6 +10,7 @@ import pytest
 
 from engine import TranscribeConfig, transcribe
 from engine.corpus.evaluate import corpus_wer
+from engine.io.runlog import latest_record
 from engine.options import build_config
 
 ray = pytest.importorskip("ray", reason="pip install 'batchscribe[ray]'")
@@ -87,7 +88,7 @@ def test_ray_gives_the_ids_and_texts_of_the_local_backend(both_runs, clips) -> N
     assert on_ray["counts"] == local["counts"] == {"ok": len(clips), "empty": 0, "error": 1}
     assert on_ray["backend"] == "ray" and on_ray["audio_hours"] == local["audio_hours"]
     assert on_ray["options"]["decode"]["timestamps"] == local["options"]["decode"]["timestamps"]
-    assert os.path.isfile(os.path.join(both_runs[2], "ray", "run.json"))
+    assert latest_record(os.path.join(both_runs[2], "ray"))["backend"] == "ray"
 
 
 def test_a_corrupt_file_is_an_error_row(both_runs) -> None:

@@ -1,0 +1,163 @@
+"""Run metadata beside an output folder's parts, in a hidden folder that Parquet readers skip.
+
+    OUT/.batchscribe/runs/<UTC time>-shard-I-of-N-<tag>.json   one record per invocation
+    OUT/.batchscribe/summary.json         the whole folder: rows by status, audio hours, runs
+
+pyarrow, pandas and DuckDB skip names starting with `_` or `.`, but Hugging Face `datasets`
+skips only `.` (it reads a `_summary.json` as Parquet and fails), so the metadata lives under a
+`.` folder and the output folder loads unchanged in all of them (polars reads `OUT/*.parquet`).
+Every invocation adds its record and rewrites the summary from the parts; a rerun whose
+model or decoding options differ from those that wrote the folder's rows is refused (or, when
+allowed, recorded as mixed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from engine.errors import ConfigError
+from engine.io.writer import PartWriter, part_files
+
+META_DIR = ".batchscribe"
+RUNS_DIR = f"{META_DIR}/runs"
+SUMMARY_NAME = f"{META_DIR}/summary.json"
+LEGACY_NAMES = ("run.json",)  # what earlier versions wrote (and run-shard-I-of-N.json)
+STATUSES = ("ok", "empty", "error")
+
+
+def record_name(shard: tuple[int, int]) -> str:
+    """A new record's path inside the output folder: sortable by time, unique per invocation."""
+    index, count = shard
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{RUNS_DIR}/{stamp}-shard-{index}-of-{count}-{uuid.uuid4().hex[:6]}.json"
+
+
+def latest_record(output_dir: str) -> dict[str, Any]:
+    """The record of the folder's last invocation (for tests and benchmarks)."""
+    records = read_records(output_dir)
+    if not records:
+        raise FileNotFoundError(f"{output_dir} has no run record in {RUNS_DIR}/")
+    return records[-1]
+
+
+def settings(report: dict[str, Any]) -> dict[str, Any]:
+    """What decides a row's text: the model's content hash and the decoding options."""
+    options = report.get("options", {})
+    found = {"model_sha256_16": report.get("model", {}).get("sha256_16"),
+             "decode": options.get("decode"), "vad": options.get("vad"),
+             "pack": options.get("batch", {}).get("pack")}
+    return dict(json.loads(json.dumps(found)))  # as a record reads back: lists, not tuples
+
+
+def read_records(output_dir: str) -> list[dict[str, Any]]:
+    """Every run record of a folder, oldest first (earlier versions' run*.json included)."""
+    paths = []
+    runs = os.path.join(output_dir, RUNS_DIR)
+    if os.path.isdir(runs):
+        paths = [os.path.join(runs, n) for n in sorted(os.listdir(runs)) if n.endswith(".json")]
+    if os.path.isdir(output_dir):
+        paths += [os.path.join(output_dir, n) for n in sorted(os.listdir(output_dir))
+                  if n in LEGACY_NAMES or (n.startswith("run-shard-") and n.endswith(".json"))]
+    records = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                records.append(json.load(f))
+        except (OSError, ValueError):
+            continue  # a record is a report, never needed to read the rows
+    return records
+
+
+def _wrote_rows(record: dict[str, Any]) -> bool:
+    return bool(record.get("rows")) or bool(sum(record.get("counts", {}).values()))
+
+
+def differences(output_dir: str, current: dict[str, Any]) -> list[str]:
+    """How `current` settings differ from those of the runs that wrote the folder's rows."""
+    found: list[str] = []
+    for record in read_records(output_dir):
+        if not _wrote_rows(record):
+            continue
+        earlier = settings(record)
+        for key, value in current.items():
+            if key in earlier and earlier[key] is not None and earlier[key] != value:
+                found.append(_describe(key, earlier[key], value))
+    return sorted(set(found))
+
+
+def _describe(key: str, earlier: Any, now: Any) -> str:
+    if isinstance(earlier, dict) and isinstance(now, dict):
+        changed = sorted(k for k in set(earlier) | set(now) if earlier.get(k) != now.get(k))
+        parts = [f"{key}.{k} {earlier.get(k)!r} -> {now.get(k)!r}" for k in changed]
+        return ", ".join(parts)
+    return f"{key} {earlier!r} -> {now!r}"
+
+
+def check_settings(output_dir: str, current: dict[str, Any], allow_mixed: bool) -> list[str]:
+    """The differences from earlier runs' settings; refused unless `allow_mixed`.
+
+    Raises:
+        ConfigError: the folder's rows were written with another model or other options.
+    """
+    found = differences(output_dir, current)
+    if found and not allow_mixed:
+        raise ConfigError(
+            f"{output_dir} holds rows written with other settings ({'; '.join(found)}); "
+            "rerun with the same model and options, use another output folder, or allow "
+            "mixed settings")
+    return found
+
+
+def folder_summary(output_dir: str) -> dict[str, Any]:
+    """Rows by status, audio and speech hours over every part, and the runs that wrote them."""
+    counts: Counter[str] = Counter()
+    audio_s = speech_s = 0.0
+    parts = part_files(output_dir)
+    for path in parts:
+        table = pq.read_table(path, columns=["status", "duration_s", "speech_s"])
+        counts.update(table.column("status").to_pylist())
+        audio_s += sum(v or 0.0 for v in table.column("duration_s").to_pylist())
+        speech_s += sum(v or 0.0 for v in table.column("speech_s").to_pylist())
+    records = read_records(output_dir)
+    writers = [settings(r) for r in records if _wrote_rows(r)]
+    distinct = {json.dumps(s, sort_keys=True) for s in writers}
+    return {
+        "rows": sum(counts.values()),
+        "counts": {s: counts.get(s, 0) for s in sorted({*STATUSES, *counts})},
+        "audio_hours": round(audio_s / 3600, 4),
+        "speech_hours": round(speech_s / 3600, 4),
+        "parts": len(parts),
+        "runs": len(records),
+        "models": sorted({str(s["model_sha256_16"]) for s in writers}),
+        "mixed_settings": len(distinct) > 1,
+        "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_metadata(writer: PartWriter, shard: tuple[int, int],
+                   report: dict[str, Any]) -> dict[str, Any]:
+    """Add this invocation's record, then rewrite the folder's summary; returns the summary."""
+    _adopt_legacy(writer.output_dir)
+    writer.write_json(record_name(shard), report)
+    summary = folder_summary(writer.output_dir)
+    writer.write_json(SUMMARY_NAME, summary)
+    return summary
+
+
+def _adopt_legacy(output_dir: str) -> None:
+    """Move an earlier version's run*.json under RUNS_DIR, where Parquet readers do not look."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in os.listdir(output_dir):
+        if name in LEGACY_NAMES or (name.startswith("run-shard-") and name.endswith(".json")):
+            os.makedirs(os.path.join(output_dir, RUNS_DIR), exist_ok=True)
+            os.replace(os.path.join(output_dir, name),
+                       os.path.join(output_dir, RUNS_DIR, f"00000000-legacy-{name}"))
