@@ -35,6 +35,14 @@ def normalizer() -> object:
     return EnglishTextNormalizer()
 
 
+def _jiwer() -> Any:
+    try:
+        import jiwer
+    except ImportError as e:
+        raise ConfigError("WER needs the eval extra: pip install 'batchscribe[eval]'") from e
+    return jiwer
+
+
 def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> WerResult:
     """WER over all pairs, both sides normalised; rows whose reference is empty are skipped."""
     pairs = [(str(n), ref, hyp, "ok")
@@ -80,8 +88,7 @@ def evaluate_pairs(pairs: Sequence[tuple[str, str | None, str | None, str]]) -> 
 
     A row with status `empty` counts with an empty hypothesis: its words are all deletions.
     """
-    import jiwer
-
+    jiwer = _jiwer()
     normalise = normalizer()
     skipped = {"error": 0, "no_reference": 0}
     refs, hyps, ids = [], [], []
@@ -148,8 +155,16 @@ def load_pairs(output_dir: str, reference_column: str,
 
 
 def _manifest_references(manifest: str, column: str) -> dict[str, str | None]:
-    from engine.io.manifest import open_manifest
+    """{id: reference}: from a table with `id` and the column (no audio column needed), else
+    from a manifest whose ids derive from its paths."""
+    import pyarrow.dataset as ds
 
+    from engine.io.manifest import open_manifest, resolve_files
+
+    table = ds.dataset(resolve_files(manifest), format="parquet")
+    if "id" in table.schema.names and column in table.schema.names:
+        rows = table.to_table(columns=["id", column]).to_pylist()
+        return {str(r["id"]): r[column] for r in rows if r["id"] is not None}
     opened = open_manifest(manifest)
     if column not in opened.schema.names:
         raise ConfigError(f"manifest {manifest} has no column {column!r}; it has: "

@@ -46,16 +46,12 @@ def check_model_folder(path: str) -> None:
     if not os.path.isdir(path):
         raise ModelLoadError(f"model folder {path} does not exist")
     missing = [name for name in REQUIRED_FILES if not os.path.isfile(os.path.join(path, name))]
-    has_vocab = any(
-        os.path.isfile(os.path.join(path, name))
-        for name in ("tokenizer.json", "vocabulary.json", "vocabulary.txt")
-    )
-    if missing or not has_vocab:
-        wanted = missing + ([] if has_vocab else ["tokenizer.json or vocabulary.txt"])
+    if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+        missing.append("tokenizer.json")  # the runner reads it (a vocabulary file is not enough)
+    if missing:
         raise ModelLoadError(
-            f"{path} is not a CTranslate2 Whisper model folder: missing {', '.join(wanted)}; "
-            "expected model.bin, config.json and tokenizer.json (convert a Hugging Face "
-            "checkpoint first)"
+            f"{path} is not a CTranslate2 Whisper model folder: missing "
+            f"{', '.join(missing)} (convert a Hugging Face checkpoint into it first)"
         )
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as f:

@@ -40,11 +40,18 @@ MAX_CONTINUATIONS = 3
 
 
 def _effective_device(requested: str) -> str:
-    if requested != "auto":
+    if requested == "cpu":
         return requested
     import ctranslate2
 
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    try:
+        gpus = ctranslate2.get_cuda_device_count()
+    except RuntimeError:  # no driver, or one too old for CTranslate2's CUDA runtime
+        gpus = 0
+    if requested == "cuda" and gpus == 0:
+        raise ModelLoadError("device cuda was asked for, but no CUDA device found (no GPU, or "
+                             "no working NVIDIA driver); run on the CPU (device cpu or auto)")
+    return "cuda" if gpus > 0 else "cpu"
 
 
 class ModelRunner:
