@@ -1,10 +1,13 @@
-"""Peak memory of `batchscribe transcribe` against the manifest's row count.
+"""Peak memory of `batchscribe transcribe` against the manifest's row count, or a file's length.
 
     python bench/memory.py [--rows 2000 --rows 20000] [--speech-every 10]
+    python bench/memory.py --hours 1 --hours 3 --hours 10 [--pause-s 0.5]
 
-Each manifest repeats real clips of shared/corpus/real (one row in `--speech-every` is speech) and
-a 1 s silent WAV for the other rows (decoded and VAD-filtered, no model call). Peak RSS is summed
-over the process tree (main process and decode workers), sampled every 50 ms.
+Each rows manifest repeats real clips of shared/corpus/real (one row in `--speech-every` is speech)
+and a 1 s silent WAV for the other rows (decoded and VAD-filtered, no model call). With `--hours`,
+each manifest is one 16 kHz FLAC of that length under /tmp: every clip of the corpus in turn,
+`--pause-s` of silence after each, looped. Peak RSS is summed over the process tree (main process
+and decode workers), sampled every 50 ms.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import tempfile
 import click
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import soundfile
 
@@ -26,8 +30,14 @@ from common import PYTHON, REPO, append_results, load_corpus, read_report, run_m
 @click.command()
 @click.option("--rows", multiple=True, type=int, default=(2000, 20000), show_default=True)
 @click.option("--speech-every", default=10, show_default=True)
+@click.option("--hours", multiple=True, type=float, help="One-file manifests of these lengths.")
+@click.option("--pause-s", default=0.5, show_default=True, help="Silence after each clip.")
 @click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
-def main(rows: tuple[int, ...], speech_every: int, results: str) -> None:
+def main(rows: tuple[int, ...], speech_every: int, hours: tuple[float, ...], pause_s: float,
+         results: str) -> None:
+    if hours:
+        long_files(hours, pause_s, results)
+        return
     work = tempfile.mkdtemp(prefix="bench-mem-")
     silent = os.path.join(work, "silence.wav")
     soundfile.write(silent, np.zeros(16000, dtype=np.float32), 16000)
@@ -52,6 +62,48 @@ def main(rows: tuple[int, ...], speech_every: int, results: str) -> None:
     text = "\n".join(lines)
     click.echo(text)
     append_results(results, "CPU: peak memory against manifest size", text)
+
+
+def long_files(hours: tuple[float, ...], pause_s: float, results: str) -> None:
+    """Peak memory of one-file manifests of growing length."""
+    work = tempfile.mkdtemp(prefix="bench-mem-long-", dir="/tmp")
+    lines = [f"python bench/memory.py {' '.join(f'--hours {h:g}' for h in hours)} "
+             f"--pause-s {pause_s:g}", "",
+             "| file h | wall s | audio-s/s | chunks' speech h | peak RSS MB (all processes) |",
+             "| --- | --- | --- | --- | --- |"]
+    for length_h in hours:
+        path = os.path.join(work, f"long-{length_h:g}h.flac")
+        write_long_file(path, length_h * 3600, pause_s)
+        manifest = os.path.join(work, f"m{length_h:g}h.parquet")
+        pq.write_table(pa.table({"id": [f"long-{length_h:g}h"], "path": [path]}), manifest)
+        out = os.path.join(work, f"out{length_h:g}h")
+        measured = run_measured([PYTHON, "-m", "engine", "transcribe", manifest, "-o", out, "-q"])
+        os.remove(path)
+        table = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table()
+        speech_h = table.column("speech_s")[0].as_py() / 3600
+        lines.append(f"| {length_h:g} | {measured.wall_s:.0f} | "
+                     f"{length_h * 3600 / measured.wall_s:.1f} | {speech_h:.2f} | "
+                     f"{measured.peak_rss_mb:.0f} |")
+        click.echo(lines[-1])
+    text = "\n".join(lines)
+    click.echo(text)
+    append_results(results, "CPU: peak memory against one file's length", text)
+
+
+def write_long_file(path: str, seconds: float, pause_s: float) -> None:
+    """The corpus clips in turn, `pause_s` of silence after each, looped to `seconds` (16 kHz
+    FLAC, written a clip at a time)."""
+    from engine.prepare.audio import decode
+    from engine.types import AudioItem
+
+    pause = np.zeros(int(pause_s * 16000), dtype=np.float32)
+    one_pass = np.concatenate([part for row in load_corpus() for part in
+                               (decode(AudioItem(row["id"], path=row["path"])), pause)])
+    left = int(seconds * 16000)
+    with soundfile.SoundFile(path, "w", samplerate=16000, channels=1, format="FLAC") as f:
+        while left > 0:
+            f.write(one_pass[:left])
+            left -= min(left, one_pass.size)
 
 
 if __name__ == "__main__":

@@ -99,14 +99,16 @@ def _decoded_pieces(item: AudioItem) -> Iterator[np.ndarray]:
     source = _open(item)
     try:
         pieces = _soundfile_pieces(source)
-    except Exception:  # noqa: BLE001 - libsndfile does not know the format: FFmpeg decides
-        pieces = None
-    try:
-        if pieces is not None:
-            yield from pieces
-            return
     except TruncatedAudio as e:
         raise AudioDecodeError(item.item_id, f"cannot decode {item.source}: {e}") from e
+    except Exception:  # noqa: BLE001 - libsndfile does not know the format: FFmpeg decides
+        pieces = None
+    if pieces is not None:
+        try:
+            yield from pieces
+        except TruncatedAudio as e:
+            raise AudioDecodeError(item.item_id, f"cannot decode {item.source}: {e}") from e
+        return
     if not isinstance(source, str):
         source.seek(0)
     try:
