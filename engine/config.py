@@ -208,9 +208,10 @@ class RayConfig:
             local Ray instance.
         model_actors: Model replicas (actors), each loading the model once.
         gpus_per_model_actor: GPUs per model actor; 0 runs the model actors on CPUs.
-        cpus_per_model_actor: CPUs per model actor (its CTranslate2 threads on CPU).
+        cpus_per_model_actor: CPUs per model actor (its CTranslate2 threads on CPU); None shares
+            the cluster's CPUs out (see `sized_for`).
         decode_actors: Actors decoding audio, detecting speech and computing features.
-        cpus_per_decode_actor: CPUs each decode actor holds.
+        cpus_per_decode_actor: CPUs each decode actor holds; None as for model actors.
         items_per_model_call: Files handed to a model actor at once; their chunks are batched
             together, so larger values fill batches better on many short files.
     """
@@ -218,18 +219,37 @@ class RayConfig:
     address: str | None = None
     model_actors: int = 1
     gpus_per_model_actor: float = 0.0
-    cpus_per_model_actor: float = 1.0
+    cpus_per_model_actor: float | None = None
     decode_actors: int = 1
-    cpus_per_decode_actor: float = 1.0
+    cpus_per_decode_actor: float | None = None
     items_per_model_call: int = 32
 
     def __post_init__(self) -> None:
         _check_positive("model actors", self.model_actors)
         _check_positive("decode actors", self.decode_actors)
         _check_positive("GPUs per model actor", self.gpus_per_model_actor, 0)
-        _check_positive("CPUs per model actor", self.cpus_per_model_actor, 0)
-        _check_positive("CPUs per decode actor", self.cpus_per_decode_actor, 0)
+        if self.cpus_per_model_actor is not None:
+            _check_positive("CPUs per model actor", self.cpus_per_model_actor, 0)
+        if self.cpus_per_decode_actor is not None:
+            _check_positive("CPUs per decode actor", self.cpus_per_decode_actor, 0)
         _check_positive("items per model call", self.items_per_model_call)
+
+    def sized_for(self, cluster_cpus: float) -> RayConfig:
+        """CPU shares left unset made concrete: one CPU per actor where the cluster has one to
+        spare beside the one Ray Data reads the manifest with, else an even share of the rest
+        (a 2-core machine gives each of the two default actors half a CPU)."""
+        fixed = ((self.cpus_per_model_actor or 0.0) * self.model_actors
+                 + (self.cpus_per_decode_actor or 0.0) * self.decode_actors)
+        unset = (self.model_actors if self.cpus_per_model_actor is None else 0) + \
+            (self.decode_actors if self.cpus_per_decode_actor is None else 0)
+        share = min(1.0, max(0.0, cluster_cpus - 1 - fixed) / unset) if unset else 0.0
+        share = int(share * 100) / 100  # Ray counts CPUs in hundredths at most
+        return replace(
+            self,
+            cpus_per_model_actor=share if self.cpus_per_model_actor is None
+            else self.cpus_per_model_actor,
+            cpus_per_decode_actor=share if self.cpus_per_decode_actor is None
+            else self.cpus_per_decode_actor)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     started = time.monotonic()
     manifest, writer = open_job(config)
     index, count = config.run.shard
-    staging = os.path.join(config.output, f".ray-staging-shard-{index}-of-{count}")
+    stem = "run" if count == 1 else f"run-shard-{index}-of-{count}"  # a killed run's staging
+    staging = os.path.join(config.output, f".ray-staging-{stem}")
     adopt_staged_parts(staging, config.output)
     done = writer.done_ids()
     model_path = resolve_model(config.model.path)
@@ -123,7 +124,9 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
         on_start(manifest_rows, already)
     if not ray.is_initialized():
         ray.init(address=config.ray.address, log_to_driver=False)
-    _check_resources(config, ray.cluster_resources())
+    cluster = ray.cluster_resources()
+    config = replace(config, ray=config.ray.sized_for(cluster.get("CPU", 0.0)))  # recorded
+    _check_resources(config, cluster)
 
     schema = writer.schema
     dataset = _build_dataset(ray, config, manifest, n_mels, done, schema)
@@ -143,8 +146,8 @@ def _check_resources(config: TranscribeConfig, cluster: dict[str, float]) -> Non
     """Fail now, rather than hang, when the actors would leave Ray Data no CPU or no GPU."""
     options = config.ray
     cpus = cluster.get("CPU", 0.0)
-    held = (options.decode_actors * options.cpus_per_decode_actor
-            + options.model_actors * options.cpus_per_model_actor)
+    held = (options.decode_actors * (options.cpus_per_decode_actor or 0.0)
+            + options.model_actors * (options.cpus_per_model_actor or 0.0))
     if cpus - held < 1:
         raise ConfigError(
             f"the actors hold {held:g} of the cluster's {cpus:g} CPUs; Ray Data needs one more "

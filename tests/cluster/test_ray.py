@@ -134,3 +134,20 @@ def test_without_a_spare_cpu_the_run_fails_instead_of_hanging(local_ray, manifes
     with pytest.raises(ConfigError, match="Ray Data needs one more"):
         transcribe(config)
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_backend_ray_with_no_ray_table_runs_on_two_cpus(local_ray, clips, model_path, tmp_path,
+                                                         read_rows) -> None:
+    """Actors are sized from the CPUs Ray reports (2 here), not from fixed defaults of 3."""
+    import pyarrow as pa
+
+    short = [c for c in clips if float(c["duration_s"]) < 4][:2]
+    manifest = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({"id": [c["id"] for c in short],
+                             "path": [c["path"] for c in short]}), manifest)
+    config = build_config(manifest, str(tmp_path / "out"), {
+        "": {"backend": "ray"}, "model": {"path": model_path}, "decode": {"beam_size": 1}})
+    report = transcribe(config)
+    assert report["counts"]["ok"] == 2
+    assert report["options"]["ray"]["cpus_per_model_actor"] == 0.5
+    assert set(read_rows(str(tmp_path / "out"))) == {c["id"] for c in short}

@@ -74,3 +74,19 @@ def test_shipped_job_files_are_valid() -> None:
     assert len(files) >= 3
     for path in files:
         load_job(path)
+
+
+@pytest.mark.parametrize("cpus, model, decode", [(2, 0.5, 0.5), (16, 1.0, 1.0), (3, 1.0, 1.0),
+                                                 (1, 0.0, 0.0)])
+def test_ray_actor_cpus_default_to_a_share_of_the_cluster(cpus, model, decode) -> None:
+    from engine.config import RayConfig
+
+    sized = RayConfig().sized_for(cpus)
+    assert (sized.cpus_per_model_actor, sized.cpus_per_decode_actor) == (model, decode)
+
+
+def test_ray_actor_cpus_given_are_kept_and_the_rest_shared() -> None:
+    from engine.config import RayConfig
+
+    sized = RayConfig(cpus_per_model_actor=2.0, decode_actors=2).sized_for(4)
+    assert (sized.cpus_per_model_actor, sized.cpus_per_decode_actor) == (2.0, 0.5)
