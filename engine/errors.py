@@ -35,6 +35,7 @@ class ItemFailure(EngineError):
     """One item failed; it becomes an error row and the run goes on."""
 
     stage = "item"
+    transient = False  # True: the cause may go away (network, storage); a rerun tries again
 
     def __init__(self, item_id: str, message: str) -> None:
         super().__init__(message)
@@ -45,3 +46,10 @@ class AudioDecodeError(ItemFailure):
     """The audio of one item cannot be decoded."""
 
     stage = "decode"
+
+
+class StorageReadError(ItemFailure):
+    """An item's audio could not be read from its store (network, server) after retries."""
+
+    stage = "read"
+    transient = True

@@ -1,13 +1,14 @@
 """The manifest: Parquet file(s) read as a stream of record batches, turned into AudioItems.
 
-Accepts a Parquet file, a folder of Parquet files or a glob. Relative `path` values resolve
-against the folder of the Parquet file they come from. The schema and the ids are checked before
-any work starts; afterwards rows are read a batch at a time, never the whole file.
+Accepts a Parquet file, a folder of Parquet files or a glob, local or a URI (s3://, https://, any
+fsspec protocol; read through `engine.io.storage`). Relative `path` values resolve against the
+folder of the Parquet file they come from, also when that folder is remote. The schema and the
+ids are checked before any work starts; afterwards rows are read a batch at a time, never the
+whole file.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import zlib
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import ManifestError
+from engine.io import storage
 from engine.io.idset import IdSet, find_duplicate_hashes, hash_ids
 from engine.types import AudioItem
 
@@ -29,6 +31,8 @@ ROWS_PER_READ_WITH_BYTES = 32  # rows carrying audio bytes are large
 
 def resolve_files(source: str) -> list[str]:
     """The Parquet files a manifest argument names, sorted."""
+    if storage.is_uri(source):
+        return _resolve_uri(source)
     if os.path.isdir(source):
         files = sorted(
             os.path.join(root, name)
@@ -37,7 +41,7 @@ def resolve_files(source: str) -> list[str]:
             if name.endswith(".parquet") and not name.startswith((".", "_"))
         )
     elif any(c in source for c in "*?["):
-        files = sorted(glob.glob(source, recursive=True))
+        files = storage.glob(source)
     elif os.path.isfile(source):
         files = [source]
     else:
@@ -47,11 +51,35 @@ def resolve_files(source: str) -> list[str]:
     return files
 
 
+def _resolve_uri(source: str) -> list[str]:
+    try:
+        if source.split("://", 1)[0].lower() in ("http", "https"):
+            files = [source]  # no folders or globs over plain HTTP
+        elif any(c in source for c in "*?["):
+            files = storage.glob(source)
+        elif storage.is_dir(source):
+            files = [f for f in storage.list_files(source, recursive=True)
+                     if f.endswith(".parquet")
+                     and not f.rsplit("/", 1)[-1].startswith((".", "_"))]
+        elif storage.exists(source):
+            files = [source]
+        else:
+            raise ManifestError(f"manifest {storage.redact(source)!r} does not exist")
+    except OSError as e:
+        raise ManifestError(f"manifest {storage.redact(source)!r} cannot be listed: {e}") from e
+    if not files:
+        raise ManifestError(f"manifest {storage.redact(source)!r} matches no Parquet file")
+    return files
+
+
 def _open(path: str) -> pq.ParquetFile:
     try:
+        if storage.is_uri(path):
+            return pq.ParquetFile(storage.open_read(path))
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise ManifestError(f"manifest file {path} is not readable Parquet: {e}") from e
+        raise ManifestError(
+            f"manifest file {storage.redact(path)} is not readable Parquet: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -74,7 +102,8 @@ class Manifest:
                 for batch in _open(path).iter_batches(batch_size=batch_rows, columns=columns):
                     yield path, batch
             except (pa.ArrowException, OSError) as e:
-                raise ManifestError(f"manifest file {path} cannot be read: {e}") from e
+                raise ManifestError(
+                    f"manifest file {storage.redact(path)} cannot be read: {e}") from e
 
     def iter_ids(self) -> Iterator[str]:
         """Every row's id, in manifest order."""
@@ -113,7 +142,7 @@ class Manifest:
         wanted = {"id", self.audio_column, *OVERRIDE_COLUMNS, *passthrough}
         columns = [c for c in self.schema.names if c in wanted]
         for path, batch in self.read_columns(columns):
-            yield from rows_to_items(batch.to_pylist(), os.path.dirname(os.path.abspath(path)),
+            yield from rows_to_items(batch.to_pylist(), storage.parent(path),
                                      passthrough, skip, shard)
 
 
@@ -200,8 +229,8 @@ def row_to_item(row: dict[str, Any], item_id: str, base_dir: str,
             audio_path = audio["path"]
     elif audio_path is None and audio is not None:
         audio_bytes = audio
-    if audio_path is not None and not os.path.isabs(audio_path):
-        audio_path = os.path.join(base_dir, audio_path)
+    if audio_path is not None:
+        audio_path = storage.join(base_dir, audio_path)
     return AudioItem(
         item_id=item_id,
         path=audio_path,

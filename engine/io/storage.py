@@ -13,6 +13,8 @@ a transient error row (audio) or a failed run (manifest, output).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import posixpath
 import random
@@ -25,7 +27,8 @@ from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 _URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@?#]*@")
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@?#\s]*@")
+_QUERY = re.compile(r"(://[^\s?#'\"]*)\?[^\s'\"]*")
 _TRANSIENT_NAMES = ("Connection", "Timeout", "Disconnected", "Throttl", "SlowDown",
                     "ServiceUnavailable", "EndpointConnection", "ClientPayload")
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
@@ -54,12 +57,11 @@ def is_uri(location: str) -> bool:
     return match is not None and match.group(1).lower() != "file"
 
 
-def redact(location: str) -> str:
-    """The location without user info (`user:secret@`) or query string (signed URLs)."""
-    if not is_uri(location):
-        return location
-    cleaned = _USERINFO.sub(r"\1", location)
-    return cleaned.split("?", 1)[0] + ("?<redacted>" if "?" in cleaned else "")
+def redact(text: str) -> str:
+    """`text` (a location, or a message naming some) without the user info (`user:secret@`)
+    or query strings (signed URLs) of the URIs in it."""
+    text = _USERINFO.sub(r"\1", text)
+    return _QUERY.sub(r"\1?<redacted>", text)
 
 
 def join(base: str, relative: str) -> str:
@@ -111,7 +113,21 @@ def filesystem(location: str) -> tuple[Any, str]:
 
 
 def is_transient(error: BaseException) -> bool:
-    """A failure that may go away by itself: a network hiccup, a busy or restarting server."""
+    """A failure that may go away by itself: a network hiccup, a busy or restarting server.
+
+    The causes count too: fsspec's HTTP filesystem reports a refused connection as a
+    FileNotFoundError raised from the connection error."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if _is_transient_one(cause):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _is_transient_one(error: BaseException) -> bool:
     if isinstance(error, StorageUnavailable):
         return True
     if isinstance(error, _PERMANENT):
@@ -154,6 +170,71 @@ def open_read(location: str) -> IO[bytes]:
         return open(location, "rb")
     fs, path = filesystem(location)
     return with_retry(lambda: fs.open(path, "rb"), location)
+
+
+class RetryingReader(io.RawIOBase):
+    """A remote file read in ranges as a decoder asks, each read retried (reopening the file
+    at the same offset) when the network fails; for decoders that call back into Python and
+    would take a failed read for the end of the file, `failure` keeps what went wrong."""
+
+    def __init__(self, location: str, retry: Retry = DEFAULT_RETRY) -> None:
+        super().__init__()
+        self.location = location
+        self.failure: StorageUnavailable | None = None
+        self._retry = retry
+        self._fs, self._path = filesystem(location)
+        self._size = int(with_retry(lambda: self._fs.size(self._path), location, retry))
+        self._file: Any = None
+        self._pos = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = with_retry(lambda: self._read_at(len(view)), self.location, self._retry)
+        except StorageUnavailable as e:
+            self.failure = e
+            raise
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def _read_at(self, count: int) -> bytes:
+        try:
+            if self._file is None:
+                self._file = self._fs.open(self._path, "rb")
+            self._file.seek(self._pos)
+            return bytes(self._file.read(count))
+        except Exception:
+            self._drop_file()
+            raise
+
+    def _drop_file(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close too
+                file.close()
+
+    def close(self) -> None:
+        self._drop_file()
+        super().close()
 
 
 def read_bytes(location: str) -> bytes:

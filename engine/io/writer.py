@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import OutputError
+from engine.io import storage
 from engine.io.idset import IdSet
 from engine.types import ItemError, Outcome
 
@@ -34,6 +36,7 @@ BASE_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
     pa.field("status", pa.string(), nullable=False),
     pa.field("error", pa.string()),
+    pa.field("error_kind", pa.string()),  # permanent | transient (engine.failure_kind), or null
     pa.field("text", pa.string()),
     pa.field("language", pa.string()),
     pa.field("language_probability", pa.float64()),
@@ -57,6 +60,9 @@ def output_schema(passthrough: list[pa.Field]) -> pa.Schema:
 
 def part_files(output_dir: str) -> list[str]:
     """The committed parts of an output folder, sorted."""
+    if storage.is_uri(output_dir):
+        return [p for p in storage.list_files(output_dir)
+                if p.rsplit("/", 1)[-1].startswith(PART_PREFIX) and p.endswith(".parquet")]
     if not os.path.isdir(output_dir):
         return []
     return sorted(
@@ -67,17 +73,26 @@ def part_files(output_dir: str) -> list[str]:
 
 def read_column(output_dir: str, column: str) -> Iterator[Any]:
     for path in part_files(output_dir):
-        yield from pq.read_table(path, columns=[column]).column(column).to_pylist()
+        yield from read_part(path, [column]).column(column).to_pylist()
+
+
+def read_part(path: str, columns: list[str]) -> pa.Table:
+    """Some columns of one part, local or remote."""
+    if not storage.is_uri(path):
+        return pq.read_table(path, columns=columns)
+    with storage.open_read(path) as f:
+        return pq.read_table(f, columns=columns)
 
 
 def to_row(outcome: Outcome) -> dict[str, Any]:
     item = outcome.item
     row: dict[str, Any] = {"id": item.item_id, **item.passthrough}
     if isinstance(outcome, ItemError):
-        row.update(status="error", error=outcome.message)
+        row.update(status="error", error=outcome.message, error_kind=outcome.kind)
         return row
     row.update(
-        status=outcome.status, error=None, text=outcome.text, language=outcome.language,
+        status=outcome.status, error=None, error_kind=None, text=outcome.text,
+        language=outcome.language,
         language_probability=outcome.language_probability, duration_s=outcome.duration_s,
         speech_s=outcome.speech_s,
         segments=[
@@ -151,6 +166,8 @@ class PartWriter:
 
 def _check_output_dir(output_dir: str) -> None:
     """Fail now if `output_dir` cannot become the output folder (without creating it)."""
+    if storage.is_uri(output_dir):
+        return  # an object store has no folders to create; a refused write fails the commit
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputError(f"output {output_dir} exists and is not a folder; give a folder path")
     parent = os.path.dirname(os.path.abspath(output_dir))
@@ -162,6 +179,8 @@ def _check_output_dir(output_dir: str) -> None:
 
 
 def _make_dirs(folder: str) -> None:
+    if storage.is_uri(folder):
+        return
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -174,9 +193,27 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _atomic_write(path: str, write: Any) -> None:
+    if storage.is_uri(path):
+        _put_whole(path, write)
+        return
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}{TMP_SUFFIX}")
     write(tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _put_whole(location: str, write: Any) -> None:
+    """Object stores have no rename: the file is written locally, then sent in one PUT under
+    its final name, so the store holds all of it or none of it, whenever the run is killed."""
+    handle, tmp = tempfile.mkstemp(prefix=".batchscribe-", suffix=TMP_SUFFIX)
+    os.close(handle)
+    try:
+        write(tmp)
+        storage.put_file(tmp, location)
+    except OSError as e:
+        raise OutputError(f"cannot write {storage.redact(location)}: {e}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -15,10 +15,12 @@ from typing import BinaryIO
 
 import numpy as np
 
-from engine.errors import AudioDecodeError
+from engine.errors import AudioDecodeError, StorageReadError
+from engine.io import storage
 from engine.types import AudioItem
 
 SAMPLE_RATE_HZ = 16000
+REMOTE_READ_BYTES = 1 << 20  # one ranged GET per MiB of a remote file
 # libsndfile's report on a WAV whose data chunk is shorter than its header says
 _SHORT_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _EXACT_LENGTH_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF"}  # not MP3/Ogg
@@ -34,7 +36,22 @@ def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     Raises:
         AudioDecodeError: missing, empty, truncated or non-audio input.
     """
-    source = _open_source(item)
+    with _open_source(item) as source:
+        try:
+            samples = _decode_source(item, source, sample_rate_hz)
+        except AudioDecodeError as e:
+            # a remote read that kept failing, which the decoder took for the end of the file
+            failure = getattr(getattr(source, "raw", source), "failure", None)
+            if failure is not None:
+                raise StorageReadError(item.item_id, str(failure)) from e
+            raise
+    samples = _cut_region(item, samples, sample_rate_hz)
+    if samples.size == 0:
+        raise AudioDecodeError(item.item_id, f"{item.source} holds no audio samples")
+    return samples
+
+
+def _decode_source(item: AudioItem, source: BinaryIO, sample_rate_hz: int) -> np.ndarray:
     try:
         samples = _read_soundfile(source, sample_rate_hz)
     except TruncatedAudio as e:
@@ -50,9 +67,6 @@ def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
                 item.item_id, f"cannot decode {item.source}: {_describe(e)} "
                 "(not an audio file, or corrupt)"
             ) from e
-    samples = _cut_region(item, samples, sample_rate_hz)
-    if samples.size == 0:
-        raise AudioDecodeError(item.item_id, f"{item.source} holds no audio samples")
     return samples
 
 
@@ -63,12 +77,32 @@ def _open_source(item: AudioItem) -> BinaryIO:
         return io.BytesIO(item.audio_bytes)
     if item.path is None:
         raise AudioDecodeError(item.item_id, f"row {item.item_id} has neither a path nor bytes")
-    if not os.path.isfile(item.path):
-        raise AudioDecodeError(item.item_id, f"file not found: {item.path}")
+    if storage.is_uri(item.path):
+        return _open_remote(item, item.path)
+    if not os.path.isfile(item.path):  # from an OSError: transient, a rerun looks again
+        raise AudioDecodeError(item.item_id, f"file not found: {item.path}") from (
+            FileNotFoundError(item.path))
     if os.path.getsize(item.path) == 0:
         raise AudioDecodeError(item.item_id, f"{item.path} is empty (0 bytes)")
     with open(item.path, "rb") as f:
         return io.BytesIO(f.read())
+
+
+def _open_remote(item: AudioItem, location: str) -> BinaryIO:
+    """The file streamed from its store in ranges (no local copy), buffered for the decoders."""
+    try:
+        reader = storage.RetryingReader(location)
+    except FileNotFoundError as e:
+        raise AudioDecodeError(item.item_id, f"file not found: {storage.redact(location)}") from e
+    except storage.StorageUnavailable as e:
+        raise StorageReadError(item.item_id, str(e)) from e
+    except OSError as e:
+        raise AudioDecodeError(
+            item.item_id, f"cannot read {storage.redact(location)}: {_describe(e)}") from e
+    if reader.size == 0:
+        reader.close()
+        raise AudioDecodeError(item.item_id, f"{storage.redact(location)} is empty (0 bytes)")
+    return io.BufferedReader(reader, buffer_size=REMOTE_READ_BYTES)
 
 
 def _read_soundfile(source: BinaryIO, sample_rate_hz: int) -> np.ndarray | None:

@@ -1,0 +1,197 @@
+"""Manifest, audio and output in object storage and behind HTTP, against real local servers.
+
+moto's standalone S3 server and a plain http.server on 127.0.0.1, both started by the tests; the
+engine finds the S3 endpoint and credentials in the environment, as boto3 does.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine import BatchConfig, DecodeConfig, ModelConfig, RunConfig, TranscribeConfig, transcribe
+
+pytest.importorskip("s3fs", reason="pip install 'batchscribe[remote]'")
+moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]'")
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+SECRET = "not-a-real-secret-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory) -> Iterator[str]:
+    """A moto S3 server; yields its endpoint, with the environment pointing boto3 and s3fs at it."""
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": SECRET,
+           "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
+    fs.mkdir("corpus")
+    for name in os.listdir(DATA):
+        if not name.endswith((".md", ".tsv")):
+            fs.put_file(os.path.join(DATA, name), f"corpus/audio/{name}")
+    yield endpoint
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def http_base() -> Iterator[str]:
+    """tests/data served over HTTP (https-like URLs)."""
+    handler = functools.partial(QuietHandler, directory=DATA)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def s3fs_client():
+    import s3fs
+
+    return s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]},
+                             skip_instance_cache=True)
+
+
+def put_manifest(uri: str, columns: dict) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    s3fs_client().pipe_file(uri.removeprefix("s3://"), buffer.getvalue())
+
+
+def read_remote_rows(folder: str) -> list[dict]:
+    fs = s3fs_client()
+    rows: list[dict] = []
+    if not fs.exists(folder.removeprefix("s3://")):
+        return rows
+    for name in sorted(fs.ls(folder.removeprefix("s3://"))):
+        base = name.rsplit("/", 1)[-1]
+        if base.endswith(".parquet") and not base.startswith(("_", ".")):
+            with fs.open(name, "rb") as f:
+                rows += pq.read_table(f).to_pylist()
+    return rows
+
+
+def config(manifest: str, out: str, model_path: str, **run) -> TranscribeConfig:
+    return TranscribeConfig(
+        manifest=manifest, output=out, model=ModelConfig(path=model_path, device="cpu"),
+        batch=BatchConfig(batch_size=4), decode=DecodeConfig(beam_size=1),
+        run=RunConfig(**{"workers": 1, **run}))
+
+
+@pytest.fixture(scope="module")
+def local_texts(clips, model_path, tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("local")
+    manifest = str(folder / "m.parquet")
+    pq.write_table(pa.table({"id": [c["id"] for c in clips],
+                             "path": [c["path"] for c in clips]}), manifest)
+    transcribe(config(manifest, str(folder / "out"), model_path))
+    out = str(folder / "out")
+    rows = [r for n in sorted(os.listdir(out)) if n.endswith(".parquet")
+            for r in pq.read_table(os.path.join(out, n)).to_pylist()]
+    return {r["id"]: r["text"] for r in rows}
+
+
+def test_manifest_audio_and_output_in_s3_match_the_local_run(s3, clips, model_path,
+                                                           local_texts) -> None:
+    # relative paths resolve against the manifest's own (remote) folder
+    put_manifest("s3://corpus/manifests/m.parquet", {
+        "id": [c["id"] for c in clips], "path": [f"../audio/{c['file']}" for c in clips]})
+    report = transcribe(config("s3://corpus/manifests/m.parquet", "s3://corpus/out",
+                               model_path, rows_per_part=2))
+    assert report["counts"]["ok"] == len(clips)
+    rows = read_remote_rows("s3://corpus/out")
+    assert {r["id"]: r["text"] for r in rows} == local_texts
+    assert SECRET not in str(report)
+    again = transcribe(config("s3://corpus/manifests/m.parquet", "s3://corpus/out", model_path))
+    assert again["rows"] == 0 and len(read_remote_rows("s3://corpus/out")) == len(clips)
+
+
+def test_audio_over_http_matches_the_local_run(s3, http_base, clips, model_path, local_texts,
+                                               tmp_path) -> None:
+    manifest = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({"id": [c["id"] for c in clips],
+                             "path": [f"{http_base}/{c['file']}" for c in clips]}), manifest)
+    out = str(tmp_path / "out")
+    transcribe(config(manifest, out, model_path))
+    rows = [r for n in sorted(os.listdir(out)) if n.endswith(".parquet")
+            for r in pq.read_table(os.path.join(out, n)).to_pylist()]
+    assert {r["id"]: r["text"] for r in rows} == local_texts
+
+
+def test_unreachable_store_gives_a_transient_error_row(s3, http_base, clips, model_path,
+                                                       tmp_path) -> None:
+    dead = f"http://user:{SECRET}@127.0.0.1:{free_port()}/clip.wav?X-Amz-Signature={SECRET}"
+    manifest = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({"id": ["dead", "missing", "fine"], "path": [
+        dead, f"{http_base}/no_such_file.wav", f"{http_base}/{clips[0]['file']}"]}), manifest)
+    out = str(tmp_path / "out")
+    report = transcribe(config(manifest, out, model_path, workers=0))
+    assert report["counts"] == {"ok": 1, "empty": 0, "error": 2}
+    rows = {r["id"]: r for n in os.listdir(out) if n.endswith(".parquet")
+            for r in pq.read_table(os.path.join(out, n)).to_pylist()}
+    assert "storage unavailable after 4 tries" in rows["dead"]["error"]
+    assert "file not found" in rows["missing"]["error"]
+    assert SECRET not in rows["dead"]["error"] and SECRET not in str(report)
+
+
+def test_killed_s3_run_reruns_to_every_id_exactly_once(s3, clips, model_path) -> None:
+    short = [c for c in clips if float(c["duration_s"]) < 10]
+    ids = [f"{c['id']}-{n}" for n in range(3) for c in short]
+    put_manifest("s3://corpus/kill/m.parquet", {
+        "id": ids, "path": [f"s3://corpus/audio/{c['file']}" for _ in range(3) for c in short]})
+    out = "s3://corpus/kill/out"
+    cmd = [sys.executable, "-m", "engine", "transcribe", "s3://corpus/kill/m.parquet", "-o",
+           out, "-q", "--rows-per-part", "2", "--beam-size", "1", "-j", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(read_remote_rows(out)) >= 4:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(read_remote_rows(out))
+    assert 0 < done_before < len(ids)
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = read_remote_rows(out)
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert {r["status"] for r in rows} == {"ok"}
+    assert SECRET not in rerun.stderr
