@@ -6,7 +6,7 @@ Corpus: the shared real clips of at most 30 s (the short-clip set), repeated `--
 a different order each time (so each copy packs with different neighbours). Same run, same
 model (tiny.en unless --model; int8, CPU): (b) faster-whisper BatchedInferencePipeline per
 file, (c) batchscribe without packing, (d) batchscribe --pack. `--sweep` adds packing at other
-gaps and fills, on the same files. Speeds are whole commands from run.json (model load
+gaps and fills, on the same files. Speeds are whole commands from the run record (model load
 included, process start not). Appends the tables to bench/RESULTS.md.
 """
 
