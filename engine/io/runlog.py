@@ -21,10 +21,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from engine.errors import ConfigError
-from engine.io.writer import PartWriter, part_files
+from engine.io import storage
+from engine.io.writer import PartWriter, part_files, read_part
 
 META_DIR = ".batchscribe"
 RUNS_DIR = f"{META_DIR}/runs"
@@ -60,6 +59,9 @@ def settings(report: dict[str, Any]) -> dict[str, Any]:
 def read_records(output_dir: str) -> list[dict[str, Any]]:
     """Every run record of a folder, oldest first (earlier versions' run*.json included)."""
     paths = []
+    if storage.is_uri(output_dir):  # an object store: records are read through fsspec
+        paths = [p for p in storage.list_files(storage.join(output_dir, RUNS_DIR))
+                 if p.endswith(".json")]
     runs = os.path.join(output_dir, RUNS_DIR)
     if os.path.isdir(runs):
         paths = [os.path.join(runs, n) for n in sorted(os.listdir(runs)) if n.endswith(".json")]
@@ -69,8 +71,7 @@ def read_records(output_dir: str) -> list[dict[str, Any]]:
     records = []
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
-                records.append(json.load(f))
+            records.append(json.loads(storage.read_bytes(path)))
         except (OSError, ValueError):
             continue  # a record is a report, never needed to read the rows
     return records
@@ -122,7 +123,7 @@ def folder_summary(output_dir: str) -> dict[str, Any]:
     audio_s = speech_s = 0.0
     parts = part_files(output_dir)
     for path in parts:
-        table = pq.read_table(path, columns=["status", "duration_s", "speech_s"])
+        table = read_part(path, ["status", "duration_s", "speech_s"])
         counts.update(table.column("status").to_pylist())
         audio_s += sum(v or 0.0 for v in table.column("duration_s").to_pylist())
         speech_s += sum(v or 0.0 for v in table.column("speech_s").to_pylist())

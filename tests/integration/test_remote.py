@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine import BatchConfig, DecodeConfig, ModelConfig, RunConfig, TranscribeConfig, transcribe
+from engine.corpus.export import export
 
 pytest.importorskip("s3fs", reason="pip install 'batchscribe[remote]'")
 moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]'")
@@ -139,6 +140,14 @@ def test_manifest_audio_and_output_in_s3_match_the_local_run(s3, clips, model_pa
     assert SECRET not in str(report)
     again = transcribe(config("s3://corpus/manifests/m.parquet", "s3://corpus/out", model_path))
     assert again["rows"] == 0 and len(read_remote_rows("s3://corpus/out")) == len(clips)
+    # export reads the remote output and writes the files to the store
+    summary = export("s3://corpus/out", "s3://corpus/subs", ("srt", "txt"))
+    assert summary.files == 2 * len(clips)
+    fs = s3fs_client()
+    for row in rows:
+        assert fs.cat_file(f"corpus/subs/{row['id']}.txt").decode() == row["text"].strip() + "\n"
+        srt = fs.cat_file(f"corpus/subs/{row['id']}.srt").decode()
+        assert srt.startswith("1\n00:00:") and " --> " in srt
 
 
 def test_audio_over_http_matches_the_local_run(s3, http_base, clips, model_path, local_texts,
@@ -153,20 +162,40 @@ def test_audio_over_http_matches_the_local_run(s3, http_base, clips, model_path,
     assert {r["id"]: r["text"] for r in rows} == local_texts
 
 
-def test_unreachable_store_gives_a_transient_error_row(s3, http_base, clips, model_path,
-                                                       tmp_path) -> None:
-    dead = f"http://user:{SECRET}@127.0.0.1:{free_port()}/clip.wav?X-Amz-Signature={SECRET}"
+def test_unreachable_store_gives_a_transient_error_row_that_a_rerun_retries(
+        s3, http_base, clips, model_path, tmp_path) -> None:
+    port = free_port()
+    dead = (f"http://user:{SECRET}@127.0.0.1:{port}/{clips[1]['file']}"
+            f"?X-Amz-Signature={SECRET}")
     manifest = str(tmp_path / "m.parquet")
     pq.write_table(pa.table({"id": ["dead", "missing", "fine"], "path": [
         dead, f"{http_base}/no_such_file.wav", f"{http_base}/{clips[0]['file']}"]}), manifest)
     out = str(tmp_path / "out")
     report = transcribe(config(manifest, out, model_path, workers=0))
     assert report["counts"] == {"ok": 1, "empty": 0, "error": 2}
-    rows = {r["id"]: r for n in os.listdir(out) if n.endswith(".parquet")
-            for r in pq.read_table(os.path.join(out, n)).to_pylist()}
+    rows = read_local_rows(out)
     assert "storage unavailable after 4 tries" in rows["dead"]["error"]
+    assert rows["dead"]["error_kind"] == "transient"
     assert "file not found" in rows["missing"]["error"]
     assert SECRET not in rows["dead"]["error"] and SECRET not in str(report)
+    # the store comes back: the rerun retries the transient row, and only that one
+    handler = functools.partial(QuietHandler, directory=DATA)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        transcribe(config(manifest, out, model_path, workers=0))
+    finally:
+        server.shutdown()
+    rows = read_local_rows(out)
+    assert rows["dead"]["status"] == "ok" and rows["dead"]["text"]
+    assert rows["missing"]["status"] == "error"
+
+
+def read_local_rows(out: str) -> dict[str, dict]:
+    rows = [r for n in sorted(os.listdir(out)) if n.endswith(".parquet")
+            for r in pq.read_table(os.path.join(out, n)).to_pylist()]
+    assert len(rows) == len({r["id"] for r in rows}), "duplicate ids"
+    return {r["id"]: r for r in rows}
 
 
 def test_killed_s3_run_reruns_to_every_id_exactly_once(s3, clips, model_path) -> None:
