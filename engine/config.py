@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from engine.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+ENCODERS = ("auto", "ctranslate2", "torch")
 COMPUTE_TYPES = (
     "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",
@@ -40,6 +41,9 @@ class ModelConfig:
         replicas: Model replicas per device run concurrently (CTranslate2 `inter_threads`);
             None picks 2 on CPU (1 thread each) and 8 per GPU.
         cpu_threads: Threads per replica on CPU; 0 shares the cores evenly.
+        encoder: Which encoder runs: "torch" (PyTorch with flash attention, weights read from
+            the same folder, output handed to CTranslate2 on the device; the `gpu` extra),
+            "ctranslate2", or "auto": torch on CUDA when PyTorch with CUDA is installed.
     """
 
     path: str | None = None
@@ -48,9 +52,11 @@ class ModelConfig:
     device_index: tuple[int, ...] = (0,)
     replicas: int | None = None
     cpu_threads: int = 0
+    encoder: str = "auto"
 
     def __post_init__(self) -> None:
         _check_choice("device", self.device, DEVICES)
+        _check_choice("encoder", self.encoder, ENCODERS)
         _check_choice("compute type", self.compute_type, COMPUTE_TYPES)
         if self.replicas is not None:
             _check_positive("replicas", self.replicas)
@@ -179,6 +185,7 @@ class RunConfig:
         part_seconds: A part is also closed after this many seconds, whatever its size.
         allow_mixed: Write into an output whose rows came from another model or other decoding
             options (recorded in the run's metadata); refused otherwise.
+        retry_errors: Retry every error row of the output, not only the transient ones.
     """
 
     workers: int = field(default_factory=default_workers)
@@ -188,6 +195,7 @@ class RunConfig:
     rows_per_part: int = 1000
     part_seconds: float = 60.0
     allow_mixed: bool = False
+    retry_errors: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("workers", self.workers, 0)

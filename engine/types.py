@@ -210,8 +210,9 @@ class Decoded:
     temperature: float
     compression_ratio: float
     # the encoder's output for the request's features [frames, width], kept so that fallback
-    # and word alignment need no second encoder pass
-    encoded: np.ndarray = field(compare=False, repr=False)
+    # and word alignment need no second encoder pass: a numpy array on the host, or a tensor on
+    # the GPU with the torch encoder (engine/decode/torch_encoder.py)
+    encoded: Any = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

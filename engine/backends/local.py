@@ -27,6 +27,7 @@ from engine.config import TranscribeConfig
 from engine.decode.runner import ModelRunner
 from engine.decode.stream import check_language_options, decode_stream
 from engine.errors import TooManyErrors
+from engine.io.retry import ids_to_skip, settle
 from engine.prepare.stage import Preparer
 from engine.types import AudioItem, ItemError, Outcome
 
@@ -51,7 +52,7 @@ def transcribe_locally(config: TranscribeConfig,
     """
     started = time.monotonic()
     manifest, writer = open_job(config)
-    done = writer.done_ids()
+    done, retried = ids_to_skip(config.output, config.run.retry_errors)  # settles first
     loading = time.monotonic()
     runner = ModelRunner(config.model, config.decode)
     model_load_s = time.monotonic() - loading
@@ -89,6 +90,8 @@ def transcribe_locally(config: TranscribeConfig,
     finally:
         runner.close()
         writer.commit()
+        if retried:  # their earlier error rows go only now, after the new rows are in
+            settle(config.output)
         summary.wall_s = time.monotonic() - started
         if not (failed and summary.rows == 0):  # a start that failed leaves nothing behind
             report = save_report(writer, config, build_report(config, model, summary))
@@ -101,6 +104,6 @@ def transcribe_locally(config: TranscribeConfig,
 def worker_crashed(item: AudioItem) -> ItemError:
     return ItemError(item, "decode", "WorkerCrash",
                      f"{item.source}: the decode worker died on this file twice (a decoder "
-                     "crash, or out of memory)")
+                     "crash, or out of memory); a rerun retries it", kind="transient")
 
 

@@ -28,6 +28,7 @@ from engine.config import TranscribeConfig
 from engine.errors import ConfigError, ModelLoadError
 from engine.io.idset import IdSet
 from engine.io.manifest import Manifest
+from engine.io.retry import ids_to_skip, settle
 from engine.io.runlog import META_DIR
 from engine.io.writer import PART_PREFIX, part_files, to_row
 
@@ -111,7 +112,7 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     stem = "run" if count == 1 else f"run-shard-{index}-of-{count}"  # a killed run's staging
     staging = os.path.join(config.output, f".ray-staging-{stem}")
     adopt_staged_parts(staging, config.output)
-    done = writer.done_ids()
+    done, retried = ids_to_skip(config.output, config.run.retry_errors)  # settles first
     model_path = resolve_model(config.model.path)
     config = replace(config, model=replace(config.model, path=model_path))
     n_mels = declared_n_mels(model_path)
@@ -135,6 +136,8 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
                           ray_remote_args={"num_cpus": READ_WRITE_CPUS})
     adopt_staged_parts(staging, config.output)
     summary = _summarise(sorted(set(part_files(config.output)) - before))
+    if retried:  # their earlier error rows go only now, after the new rows are in
+        settle(config.output)
     summary.wall_s = time.monotonic() - started
     summary.skipped_done, summary.manifest_rows, summary.mixed = already, manifest_rows, mixed
     report = save_report(writer, config, build_report(config, model, summary))

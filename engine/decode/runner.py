@@ -86,6 +86,7 @@ class ModelRunner:
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
         self.devices = len(model.device_index) if self.device == "cuda" else 1
+        self._torch = _torch_encoder(model, self.path, self.device, self.compute_type)
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replica")
 
     def close(self) -> None:
@@ -105,6 +106,7 @@ class ModelRunner:
                 "device": self.device, "compute_type": self.compute_type,
                 "replicas_per_device": self.replicas, "devices": self.devices,
                 "n_mels": self.n_mels,
+                "encoder": "ctranslate2" if self._torch is None else "torch",
                 "multilingual": self.is_multilingual}
 
     @property
@@ -149,8 +151,11 @@ class ModelRunner:
         """The most probable language of each chunk, with its probability."""
         import ctranslate2
 
-        features = ctranslate2.StorageView.from_array(np.stack([c.features for c in chunks]))
-        results = self.model.detect_language(features)
+        features = np.stack([c.features for c in chunks])
+        encoded = None if self._torch is None else self._torch(features)
+        results = self.model.detect_language(
+            ctranslate2.StorageView.from_array(features) if encoded is None
+            else self._view(encoded))
         return [(ranked[0][0].strip("<|>"), float(ranked[0][1])) for ranked in results]
 
     def submit(self, requests: Sequence[ChunkRequest]) -> Future[list[ChunkResult]]:
@@ -221,8 +226,6 @@ class ModelRunner:
     def align_batch(self, decodes: list[Decoded]) -> list[list[Word]]:
         """Word timings of each decode's text (cross-attention alignment on the encoder output
         kept with it), one `align` call per language and task."""
-        import ctranslate2
-
         out: list[list[Word]] = [[] for _ in decodes]
         groups: dict[tuple[str, str], list[tuple[int, list[int]]]] = {}
         for i, d in enumerate(decodes):
@@ -233,8 +236,7 @@ class ModelRunner:
         for (language, task), members in groups.items():
             tokenizer = self.tokenizer(language, task)
             chosen = [decodes[i] for i, _ in members]
-            features = ctranslate2.StorageView.from_array(
-                np.ascontiguousarray(np.stack([d.encoded for d in chosen])))
+            features = self._view([d.encoded for d in chosen])
             frames = [int(round(d.request.chunk.duration_s * FRAMES_PER_S)) for d in chosen]
             results = self.model.align(features, tokenizer.sot_sequence,
                                        [text for _, text in members], frames)
@@ -243,10 +245,13 @@ class ModelRunner:
                                         result.text_token_probs, d.request.chunk.duration_s)
         return out
 
-    def _encode(self, requests: Sequence[ChunkRequest]) -> np.ndarray:
-        """The encoder's output for a batch, on the host [batch, frames, width]."""
+    def _encode(self, requests: Sequence[ChunkRequest]) -> Any:
+        """The encoder's output for a batch [batch, frames, width]: on the host, or on the GPU
+        with the torch encoder."""
         import ctranslate2
 
+        if self._torch is not None:
+            return self._torch(np.stack([r.chunk.features for r in requests]))
         features = ctranslate2.StorageView.from_array(
             np.stack([r.chunk.features for r in requests]))
         encoded = self.model.encode(features, to_cpu=True)
@@ -254,11 +259,20 @@ class ModelRunner:
             encoded = encoded.to(ctranslate2.DataType.float32)
         return np.asarray(encoded)
 
-    def _generate(self, requests: Sequence[ChunkRequest], encoded: np.ndarray,
-                  temperature: float) -> list[Any]:
+    def _view(self, encoded: Any) -> Any:
+        """A StorageView over encoder outputs (a batch, or a list of rows), where they are."""
         import ctranslate2
 
-        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded))
+        if self._torch is not None:
+            from engine.decode.torch_encoder import storage_view
+
+            return storage_view(encoded)
+        rows = encoded if isinstance(encoded, np.ndarray) else np.stack(encoded)
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(rows))
+
+    def _generate(self, requests: Sequence[ChunkRequest], encoded: Any,
+                  temperature: float) -> list[Any]:
+        features = self._view(encoded)
         if temperature > 0:
             search: dict[str, Any] = dict(beam_size=1, num_hypotheses=self.decode.best_of,
                                           sampling_topk=0, sampling_temperature=temperature)
@@ -275,7 +289,7 @@ class ModelRunner:
         ))
 
     def to_decoded(self, request: ChunkRequest, result: Any, temperature: float,
-                   encoded: np.ndarray) -> Decoded:
+                   encoded: Any) -> Decoded:
         """Pick the best hypothesis and compute faster-whisper's quality measures."""
         best = int(np.argmax(result.scores)) if len(result.scores) > 1 else 0
         tokens = result.sequences_ids[best]
@@ -353,7 +367,7 @@ class ModelRunner:
                 break
             requests = [d.request for d in todo]
             encoded = [d.encoded for d in todo]
-            results = self._generate(requests, np.stack(encoded), temperature)
+            results = self._generate(requests, encoded, temperature)
             todo = []
             for request, result, e in zip(requests, results, encoded, strict=True):
                 attempt = self.to_decoded(request, result, temperature, e)
@@ -361,6 +375,37 @@ class ModelRunner:
                 if self.needs_fallback(attempt):
                     todo.append(attempt)
         return [best[id(d.request)] for d in failed]
+
+
+def _torch_encoder(model: ModelConfig, path: str, device: str, compute_type: str) -> Any:
+    """The torch encoder where `model.encoder` asks for it (auto: on one CUDA device, when
+    PyTorch with CUDA is installed), else None (CTranslate2's own encoder)."""
+    if model.encoder == "ctranslate2":
+        return None
+    if model.encoder == "auto" and (device != "cuda" or len(model.device_index) > 1
+                                    or not _torch_has_cuda()):
+        return None
+    if device == "cuda" and len(model.device_index) > 1:
+        raise ModelLoadError("--encoder torch runs on one GPU per process; give one --gpu, or "
+                             "use --encoder ctranslate2")
+    try:
+        from engine.decode.torch_encoder import TorchEncoder
+    except ImportError as e:
+        raise ModelLoadError("--encoder torch needs PyTorch: pip install 'batchscribe[gpu]', "
+                             "or use --encoder ctranslate2") from e
+    dtype = ("float32" if device == "cpu" or compute_type in ("float32", "int16", "int8",
+                                                                "int8_float32")
+             else "bfloat16" if "bfloat16" in compute_type else "float16")
+    where = "cpu" if device == "cpu" else f"cuda:{model.device_index[0]}"
+    return TorchEncoder(path, device=where, dtype=dtype)
+
+
+def _torch_has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _prompt_of(request: ChunkRequest) -> tuple[str, str, tuple[int, ...]]:

@@ -86,8 +86,9 @@ def _open(item: AudioItem) -> BinaryIO | str:
         return io.BytesIO(item.audio_bytes)
     if item.path is None:
         raise AudioDecodeError(item.item_id, f"row {item.item_id} has neither a path nor bytes")
-    if not os.path.isfile(item.path):
-        raise AudioDecodeError(item.item_id, f"file not found: {item.path}")
+    if not os.path.isfile(item.path):  # from an OSError: transient, a rerun looks again
+        raise AudioDecodeError(item.item_id, f"file not found: {item.path}") from (
+            FileNotFoundError(item.path))
     if os.path.getsize(item.path) == 0:
         raise AudioDecodeError(item.item_id, f"{item.path} is empty (0 bytes)")
     return item.path
