@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 Status = Literal["ok", "empty", "error"]
+ErrorKind = Literal["permanent", "transient"]
 FRAMES_PER_S = 100  # log-mel frames per second of audio
 RESUME_SLACK_S = 0.5  # a packed decode stopping this close to a member's end has finished it
 
@@ -272,6 +273,9 @@ class ItemError:
     stage: str
     error_type: str
     message: str
+    # "permanent" (not audio, corrupt, no stream) or "transient" (worker died, I/O, resources,
+    # timeouts): a rerun retries transient rows, `--retry-errors` all of them
+    kind: ErrorKind = "permanent"
 
 
 Outcome = ItemResult | ItemError

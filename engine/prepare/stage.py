@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.config import VadConfig
 from engine.errors import ItemFailure
+from engine.failure_kind import failure_kind
 from engine.prepare.audio import SAMPLE_RATE_HZ, decode
 from engine.prepare.chunking import plan_chunks
 from engine.prepare.features import FeatureComputer
@@ -53,9 +54,10 @@ class Preparer:
         try:
             return self._prepare(item)
         except ItemFailure as e:
-            return ItemError(item, e.stage, type(e).__name__, str(e))
+            return ItemError(item, e.stage, type(e).__name__, str(e), failure_kind(e))
         except Exception as e:  # an unexpected failure still only costs this item
-            return ItemError(item, "prepare", type(e).__name__, f"{item.source}: {e}")
+            return ItemError(item, "prepare", type(e).__name__, f"{item.source}: {e}",
+                             failure_kind(e))
 
     def _prepare(self, item: AudioItem) -> PreparedItem:
         started = time.perf_counter()
