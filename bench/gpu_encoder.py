@@ -1,0 +1,233 @@
+"""GPU: CTranslate2's encoder vs the torch encoder (`--encoder`), end to end (issue 13).
+
+Runs on the lent GPU machine after `. bench/gpu_setup.sh` (see bench/gpu_carry.sh):
+
+    python3 bench/gpu_encoder.py build --work /tmp/bs/large --tokenizer /tmp/bs/base/tokenizer.json
+    python3 bench/gpu_encoder.py e2e --models /tmp/bs/large/distil-large-v3,... \
+        --corpus /tmp/bs/corpus --repeat 10 --out $OUT
+    python3 bench/gpu_encoder.py diff --model /tmp/bs/base --corpus /tmp/bs/corpus --out $OUT
+
+build: random checkpoints with the real shapes of distil-large-v3 (32 encoder / 2 decoder layers,
+1280 wide, 128 mels) and large-v3-turbo (32 / 4), converted to float16 by our converter.
+e2e: `batchscribe transcribe` in a fresh process per (model, encoder), on real audio; random
+weights rarely stop, so each generate call's length is capped at its prompt plus
+--tokens-per-s x the batch's longest chunk (the same for both encoders; the tokens really
+decoded per second of speech are reported), fallback off, `--timestamps none`. GPU busy = mean
+NVML utilisation, memory = peak NVML memory used, while the command runs.
+diff: encoder outputs of real clips, CTranslate2 vs torch, both float16 on the GPU: max abs diff.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "converters"))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import load_corpus  # noqa: E402
+
+SHAPES = {"distil-large-v3": 2, "large-v3-turbo": 4}  # decoder layers; 32 encoder layers each
+OPTIONS = ["--beam-size", "1", "--timestamps", "none", "--language", "en", "--batch-size", "16"]
+
+
+class Sampler:
+    """Mean utilisation and peak memory of GPU 0 (NVML) while running."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
+        self.busy: list[float] = []
+        self.memory_gib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.busy.append(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu / 100)
+            used = self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used / 2**30
+            self.memory_gib = max(self.memory_gib, used)
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@click.group()
+def main() -> None:
+    pass
+
+
+@main.command()
+@click.option("--work", required=True)
+@click.option("--tokenizer", required=True, help="The multilingual tokenizer.json (base's).")
+def build(work: str, tokenizer: str) -> None:
+    from checkpoints import LARGE_DIMS
+    from checkpoints import build as build_checkpoint
+
+    from converters import convert
+
+    for name, decoder_layers in SHAPES.items():
+        started = time.monotonic()
+        source = os.path.join(work, name + "-hf")
+        build_checkpoint(name, source, work, dims={**LARGE_DIMS, "encoder_layers": 32,
+                                                   "decoder_layers": decoder_layers},
+                         multilingual_tokenizer=tokenizer)
+        convert(source, os.path.join(work, name), quantization="float16")
+        print(f"{name}: built and converted in {time.monotonic() - started:.0f} s", flush=True)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--tokens-per-s", type=float, default=0.0, help="0: no cap.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def one(tokens_per_s: float, args: tuple[str, ...]) -> None:
+    """One `batchscribe transcribe` in this process, generate calls capped."""
+    from engine.cli import cli
+    from engine.decode import runner
+
+    if tokens_per_s > 0:
+        _cap(runner, tokens_per_s)
+    cli(["transcribe", *args], standalone_mode=False)
+
+
+def _cap(runner: Any, tokens_per_s: float) -> None:
+    local = threading.local()
+    generate, init = runner.ModelRunner._generate, runner.ModelRunner.__init__
+
+    def capped_generate(self: Any, requests: Any, encoded: Any, temperature: float) -> Any:
+        local.cap = max(len(r.prompt_tokens) for r in requests) + max(
+            1, math.ceil(tokens_per_s * max(r.chunk.duration_s for r in requests)))
+        return generate(self, requests, encoded, temperature)
+
+    class Capped:
+        def __init__(self, model: Any) -> None:
+            self.model = model
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.model, name)
+
+        def generate(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs["max_length"] = min(kwargs["max_length"], local.cap)
+            return self.model.generate(*args, **kwargs)
+
+    def capped_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.model = Capped(self.model)
+
+    runner.ModelRunner._generate = capped_generate
+    runner.ModelRunner.__init__ = capped_init
+    runner.ModelRunner.needs_fallback = lambda self, d: False
+
+
+def _manifest(corpus: str, repeat: int, work: str) -> tuple[str, float]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [dict(r, id=f"{r['id']}#{k}") for k in range(repeat) for r in load_corpus(corpus)]
+    path = os.path.join(work, f"manifest-{repeat}.parquet")
+    pq.write_table(pa.table({"id": [r["id"] for r in rows], "path": [r["path"] for r in rows]}),
+                   path)
+    return path, sum(float(r["duration_s"]) for r in rows)
+
+
+@main.command()
+@click.option("--models", required=True, help="Model folders, comma-separated.")
+@click.option("--corpus", required=True)
+@click.option("--repeat", default=10, show_default=True)
+@click.option("--tokens-per-s", default=3.0, show_default=True)
+@click.option("--extra", default="-j 12 --replicas 8", show_default=True)
+@click.option("--out", required=True)
+def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str,
+        out: str) -> None:
+    work = "/tmp/bs/work-encoder"
+    os.makedirs(work, exist_ok=True)
+    manifest, total_s = _manifest(corpus, repeat, work)
+    results = []
+    for model in models.split(","):
+        for encoder in ("ctranslate2", "torch"):
+            folder = os.path.join(work, f"{os.path.basename(model)}-{encoder}")
+            subprocess.run(["rm", "-rf", folder], check=True)
+            cmd = [sys.executable, os.path.abspath(__file__), "one", "--tokens-per-s",
+                   str(tokens_per_s), manifest, "-o", folder, "-q", "--json", "--device", "cuda",
+                   "--model", model, "--encoder", encoder, *OPTIONS, *extra.split()]
+            with Sampler() as gpu:
+                started = time.monotonic()
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                elapsed = time.monotonic() - started
+            if done.returncode not in (0, 3):
+                raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-3000:]}")
+            tokens = _tokens(folder)
+            row = {"model": os.path.basename(model), "encoder": encoder, "wall_s": elapsed,
+                   "speed": total_s / elapsed, "gpu_busy": float(np.mean(gpu.busy)),
+                   "gpu_memory_gib": gpu.memory_gib, "text_tokens_per_s": tokens / total_s}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    with open(os.path.join(out, "gpu_encoder_e2e.json"), "w", encoding="utf-8") as f:
+        json.dump({"total_audio_s": total_s, "options": OPTIONS + extra.split(),
+                   "tokens_per_s_cap": tokens_per_s, "results": results}, f)
+    print("\n| model shape | encoder | audio-s/s | GPU busy | GPU memory GiB | words / s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(f"| {r['model']} | {r['encoder']} | {r['speed']:.0f} | {r['gpu_busy']:.0%} | "
+              f"{r['gpu_memory_gib']:.1f} | {r['text_tokens_per_s']:.2f} |")
+
+
+def _tokens(folder: str) -> int:
+    """Words written (random text: a rough count of what was decoded)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import read_output
+
+    return sum(len(t.split()) for t in read_output(folder).values())
+
+
+@main.command()
+@click.option("--model", required=True)
+@click.option("--corpus", required=True)
+@click.option("--clips", default=16, show_default=True)
+@click.option("--out", required=True)
+def diff(model: str, corpus: str, clips: int, out: str) -> None:
+    import ctranslate2
+    import torch
+
+    from engine.decode.torch_encoder import TorchEncoder
+    from engine.prepare.audio import decode
+    from engine.prepare.features import FeatureComputer
+    from engine.types import AudioItem
+
+    ct2 = ctranslate2.models.Whisper(model, device="cuda", compute_type="float16")
+    compute = FeatureComputer(int(ct2.n_mels))
+    paths = [r["path"] for r in load_corpus(corpus)[:clips]]
+    features = np.stack([compute(decode(AudioItem(item_id=p, path=p))[: 30 * 16000])
+                         for p in paths])
+    theirs = ct2.encode(ctranslate2.StorageView.from_array(features), to_cpu=True)
+    theirs = np.asarray(theirs.to(ctranslate2.DataType.float32))
+    ours = TorchEncoder(model, "cuda", "float16")(features).float().cpu().numpy()
+    exact = TorchEncoder(model, "cuda", "float32")(features).cpu().numpy()
+    report = {"clips": clips, "max_abs_diff_ct2_vs_torch_fp16": float(np.abs(ours - theirs).max()),
+              "max_abs_diff_torch_fp16_vs_fp32": float(np.abs(ours - exact).max()),
+              "max_abs_diff_ct2_fp16_vs_torch_fp32": float(np.abs(theirs - exact).max()),
+              "largest_output": float(np.abs(exact).max()), "torch": torch.__version__}
+    print(json.dumps(report), flush=True)
+    with open(os.path.join(out, "gpu_encoder_diff.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f)
+
+
+if __name__ == "__main__":
+    main()
