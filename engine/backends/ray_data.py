@@ -24,13 +24,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.backends.ray_storage import adopt_staged_remote, ray_location, ray_paths
 from engine.config import TranscribeConfig
 from engine.errors import ConfigError, ModelLoadError
+from engine.io import storage
 from engine.io.idset import IdSet
 from engine.io.manifest import Manifest
 from engine.io.retry import ids_to_skip, settle
 from engine.io.runlog import META_DIR
-from engine.io.writer import PART_PREFIX, part_files, to_row
+from engine.io.writer import PART_PREFIX, part_files, read_part, to_row
 
 ITEMS_PER_DECODE_CALL = 4
 MAX_READ_BLOCKS = 2000  # manifest rows are small: a few decode calls per block, so stages overlap
@@ -110,7 +112,7 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     manifest, writer = open_job(config)
     index, count = config.run.shard
     stem = "run" if count == 1 else f"run-shard-{index}-of-{count}"  # a killed run's staging
-    staging = os.path.join(config.output, f".ray-staging-{stem}")
+    staging = storage.join(config.output, f".ray-staging-{stem}")
     adopt_staged_parts(staging, config.output)
     done, retried = ids_to_skip(config.output, config.run.retry_errors)  # settles first
     model_path = resolve_model(config.model.path)
@@ -132,7 +134,9 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     schema = writer.schema
     dataset = _build_dataset(ray, config, manifest, n_mels, done, schema)
     before = set(part_files(config.output))
-    dataset.write_parquet(staging, min_rows_per_file=config.run.rows_per_part,
+    staging_path, staging_fs = ray_location(staging)
+    dataset.write_parquet(staging_path, filesystem=staging_fs,
+                          min_rows_per_file=config.run.rows_per_part,
                           ray_remote_args={"num_cpus": READ_WRITE_CPUS})
     adopt_staged_parts(staging, config.output)
     summary = _summarise(sorted(set(part_files(config.output)) - before))
@@ -175,11 +179,12 @@ def _build_dataset(ray: Any, config: TranscribeConfig, manifest: Manifest, n_mel
     wanted = {"id", "path", "audio", *OVERRIDE_COLUMNS, *config.run.passthrough}
     columns = [c for c in manifest.schema.names if c in wanted]
     folders = [(folder, list(group)) for folder, group in
-               groupby(manifest.files, key=lambda f: os.path.dirname(os.path.abspath(f)))]
+               groupby(manifest.files, key=storage.parent)]
     blocks = max(1, min(MAX_READ_BLOCKS, manifest.num_rows // (2 * ITEMS_PER_DECODE_CALL))
                  // len(folders))
     datasets = [
-        ray.data.read_parquet(group, partitioning=None, num_cpus=READ_WRITE_CPUS)
+        ray.data.read_parquet(ray_paths(group)[0], filesystem=ray_paths(group)[1],
+                              partitioning=None, num_cpus=READ_WRITE_CPUS)
         .select_columns(columns).repartition(blocks)
         .map_batches(DecodeStage, fn_constructor_args=(config, n_mels, done),
                      fn_kwargs={"base_dir": folder}, batch_format="pyarrow",
@@ -200,6 +205,8 @@ def adopt_staged_parts(staging: str, output: str) -> list[str]:
     A file is whole when its footer reads: Ray writes a file in one go, so a killed writer
     leaves a file without one. Returns the adopted parts.
     """
+    if storage.is_uri(staging):  # no rename on object stores: copy, then delete
+        return adopt_staged_remote(staging, output)
     if not os.path.isdir(staging):
         return []
     adopted = []
@@ -227,7 +234,7 @@ def _summarise(parts: list[str]) -> Any:
 
     summary = RunSummary()
     for path in parts:
-        table = pq.read_table(path, columns=["status", "duration_s", "speech_s"])
+        table = read_part(path, ["status", "duration_s", "speech_s"])
         summary.counts.update(table.column("status").to_pylist())
         summary.audio_s += sum(v or 0.0 for v in table.column("duration_s").to_pylist())
         summary.speech_s += sum(v or 0.0 for v in table.column("speech_s").to_pylist())
@@ -242,6 +249,5 @@ def _write_stats(writer: Any, config: TranscribeConfig, dataset: Any) -> None:
     except Exception as e:  # stats are a diagnostic, never a failure
         stats = f"no stats: {e}"
     index, count = config.run.shard
-    path = os.path.join(writer.output_dir, META_DIR, f"ray-stats-shard-{index}-of-{count}.txt")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(stats)
+    name = f"{META_DIR}/ray-stats-shard-{index}-of-{count}.txt"
+    storage.write_bytes(storage.join(writer.output_dir, name), str(stats).encode("utf-8"))

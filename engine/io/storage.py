@@ -334,6 +334,16 @@ def write_bytes(location: str, data: bytes) -> None:
     with_retry(lambda: fs.pipe_file(path, data), location)
 
 
+def copy(source: str, target: str) -> None:
+    """Copy a file within one store (server-side on object stores: one whole object)."""
+    if not is_uri(source):
+        shutil.copyfile(source, target)
+        return
+    fs, source_path = filesystem(source)
+    _, target_path = filesystem(target)
+    with_retry(lambda: fs.copy(source_path, target_path), target)
+
+
 def delete(location: str) -> None:
     """Remove a file; a missing one is fine."""
     if not is_uri(location):

@@ -88,9 +88,9 @@ def s3fs_client():
                              skip_instance_cache=True)
 
 
-def put_manifest(uri: str, columns: dict) -> None:
+def put_manifest(uri: str, columns: dict | pa.Table) -> None:
     buffer = io.BytesIO()
-    pq.write_table(pa.table(columns), buffer)
+    pq.write_table(columns if isinstance(columns, pa.Table) else pa.table(columns), buffer)
     s3fs_client().pipe_file(uri.removeprefix("s3://"), buffer.getvalue())
 
 
@@ -224,3 +224,34 @@ def test_killed_s3_run_reruns_to_every_id_exactly_once(s3, clips, model_path) ->
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert {r["status"] for r in rows} == {"ok"}
     assert SECRET not in rerun.stderr
+
+
+def test_ray_backend_reads_and_writes_s3(s3, clips, model_path, local_texts) -> None:
+    """Manifest, audio and output in S3 on a local Ray instance; a killed run's staged part
+    (left in the store's staging folder) is adopted once, not twice."""
+    ray = pytest.importorskip("ray", reason="pip install 'batchscribe[ray]'")
+    from engine.backends.ray_data import adopt_staged_parts
+    from engine.io.writer import output_schema
+    from engine.options import build_config
+
+    short = [c for c in clips if float(c["duration_s"]) < 10][:3]
+    put_manifest("s3://corpus/ray/m.parquet", {
+        "id": [c["id"] for c in short], "path": [f"../audio/{c['file']}" for c in short]})
+    # what a killed run left: one whole staged part (its rows not yet in the output)
+    staged = pa.Table.from_pylist([{"id": "staged-before", "status": "ok", "text": "staged"}],
+                                  schema=output_schema([]))
+    put_manifest("s3://corpus/ray/out/.ray-staging-run/staged.parquet", staged)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        report = transcribe(build_config("s3://corpus/ray/m.parquet", "s3://corpus/ray/out", {
+            "": {"backend": "ray"}, "model": {"path": model_path, "device": "cpu"},
+            "decode": {"beam_size": 1}, "run": {"workers": 0},
+            "ray": {"cpus_per_model_actor": 0.5, "cpus_per_decode_actor": 0.5}}))
+    finally:
+        ray.shutdown()
+    assert report["counts"]["ok"] == len(short)
+    rows = read_remote_rows("s3://corpus/ray/out")
+    texts = {r["id"]: r["text"] for r in rows}
+    assert sorted(texts) == sorted([c["id"] for c in short] + ["staged-before"])
+    assert all(texts[c["id"]] == local_texts[c["id"]] for c in short)
+    assert adopt_staged_parts("s3://corpus/ray/out/.ray-staging-run", "s3://corpus/ray/out") == []
