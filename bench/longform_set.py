@@ -1,0 +1,96 @@
+"""Build the long-form evaluation set: real clips of the shared corpus joined into long files.
+
+    python bench/longform_set.py [--out /tmp/batchscribe-longform] [--gap-s 0.5]
+
+The shared corpus has no long recording with a word-exact reference, so long files are made from
+consecutive or related clips joined with short silent gaps, the way issue 14 measured the gap
+between the engine and faster-whisper's sequential loop:
+- lj_chapter_a: LJSpeech LJ001-0001..0020, consecutive sentences of one chapter (one reader);
+- lj_chapter_b: LJ001-0021..0032, the sentences that follow;
+- mfa_clips: the Montreal Forced Aligner example clips (one speaker, conversational, disfluent);
+- many_speakers: short clips of many speakers and sources (LibriSpeech, Common Voice,
+  SpeechBrain, Picovoice, JFK), so every gap is also a change of voice.
+Writes one 16 kHz FLAC per file and `references.tsv` (id, file, duration_s, reference_text).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+
+import click
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import load_corpus  # noqa: E402
+
+RATE = 16000
+DEFAULT_OUT = os.path.join("/tmp", "batchscribe-longform")
+
+
+def _lj(first: int, last: int) -> list[str]:
+    return [f"ljspeech_LJ001-{n:04d}" for n in range(first, last + 1)]
+
+
+SETS: dict[str, list[str]] = {
+    "lj_chapter_a": _lj(1, 20),
+    "lj_chapter_b": _lj(21, 32),
+    "mfa_clips": [
+        "mfa_clip_mfa_words", "mfa_clip_mfa_surround", "mfa_clip_mfa_thoughts",
+        "mfa_clip_mfa_reallylong", "mfa_clip_mfa_longstop", "mfa_clip_mfa_theother",
+        "mfa_clip_mfa_youknow", "mfa_clip_mfa_crossword", "mfa_clip_mfa_her",
+        "mfa_clip_mfa_whatscalled",
+    ],
+    "many_speakers": [
+        "librispeech_61-70968-0000", "speechbrain_spk1_snt1", "common_voice_en_22058264",
+        "picovoice_test_librispeech_1272-128104-0000", "speechbrain_spk2_snt2",
+        "librispeech_2412-153948-0000", "speechbrain_spk1_snt3", "common_voice_en_22058266",
+        "jfk_inaugural", "speechbrain_spk2_snt4", "speechbrain_example1",
+        "common_voice_en_22058267", "speechbrain_spk1_snt4",
+    ],
+}
+
+
+def build(out: str, gap_s: float) -> str:
+    """Write the set's FLAC files and references.tsv into `out`; return the references path."""
+    import soundfile
+    from faster_whisper import decode_audio
+
+    rows = {r["id"]: r for r in load_corpus()}
+    os.makedirs(out, exist_ok=True)
+    gap = np.zeros(int(gap_s * RATE), dtype=np.float32)
+    refs = []
+    for name, ids in SETS.items():
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise click.ClickException(f"set {name}: clips not in the corpus: {missing}")
+        pieces: list[np.ndarray] = []
+        for i in ids:
+            pieces += [decode_audio(rows[i]["path"], sampling_rate=RATE), gap]
+        audio = np.concatenate(pieces[:-1])
+        soundfile.write(os.path.join(out, f"{name}.flac"), audio, RATE, format="FLAC")
+        text = " ".join(rows[i]["reference_text"].strip() for i in ids)
+        refs.append({"id": name, "file": f"{name}.flac",
+                     "duration_s": f"{audio.size / RATE:.3f}", "reference_text": text})
+    path = os.path.join(out, "references.tsv")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, ["id", "file", "duration_s", "reference_text"],
+                                delimiter="\t")
+        writer.writeheader()
+        writer.writerows(refs)
+    return path
+
+
+@click.command()
+@click.option("--out", default=DEFAULT_OUT, show_default=True, help="Folder for the set.")
+@click.option("--gap-s", default=0.5, show_default=True, help="Silence between clips.")
+def main(out: str, gap_s: float) -> None:
+    path = build(out, gap_s)
+    with open(path, encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            click.echo(f"{row['id']}: {row['duration_s']} s")
+
+
+if __name__ == "__main__":
+    main()
