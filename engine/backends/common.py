@@ -9,7 +9,7 @@ from typing import Any
 from engine.config import TranscribeConfig
 from engine.decode.stream import Timings
 from engine.errors import ManifestError
-from engine.io import runlog
+from engine.io import runlog, storage
 from engine.io.idset import IdSet
 from engine.io.manifest import Manifest, in_shard, open_manifest
 from engine.io.writer import PartWriter, output_schema
@@ -100,8 +100,8 @@ def build_report(config: TranscribeConfig, model: dict[str, Any],
     return {
         "model": model,
         "backend": config.backend,
-        "manifest": config.manifest,
-        "output": config.output,
+        "manifest": storage.redact(config.manifest),  # no user:secret@ or signed query
+        "output": storage.redact(config.output),
         "options": _options(config),
         "versions": library_versions(),
         "counts": {s: summary.counts.get(s, 0) for s in ("ok", "empty", "error")},

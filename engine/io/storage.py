@@ -29,7 +29,7 @@ T = TypeVar("T")
 _URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@?#\s]*@")
 _QUERY = re.compile(r"(://[^\s?#'\"]*)\?[^\s'\"]*")
-_TRANSIENT_NAMES = ("Connection", "Timeout", "Disconnected", "Throttl", "SlowDown",
+_TRANSIENT_NAMES = ("Connection", "Connector", "Timeout", "Disconnected", "Throttl", "SlowDown",
                     "ServiceUnavailable", "EndpointConnection", "ClientPayload")
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
               FileExistsError, ValueError)

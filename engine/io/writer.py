@@ -88,7 +88,7 @@ def to_row(outcome: Outcome) -> dict[str, Any]:
     item = outcome.item
     row: dict[str, Any] = {"id": item.item_id, **item.passthrough}
     if isinstance(outcome, ItemError):
-        row.update(status="error", error=outcome.message, error_kind=outcome.kind)
+        row.update(status="error", error=storage.redact(outcome.message), error_kind=outcome.kind)
         return row
     row.update(
         status=outcome.status, error=None, error_kind=None, text=outcome.text,
