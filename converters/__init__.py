@@ -17,7 +17,7 @@ __all__ = ["QUANTIZATIONS", "Converter", "convert"]
 
 def convert(source: str, output: str, quantization: str = "float16", force: bool = False,
             tokenizer_from: str | None = None) -> dict[str, Any]:
-    """Convert a Hugging Face checkpoint folder into a CTranslate2 model folder.
+    """Convert a Hugging Face checkpoint or KerasHub preset folder into a CTranslate2 model.
 
     Returns:
         The conversion metadata (also written as batchscribe_conversion.json).
@@ -34,11 +34,14 @@ def convert(source: str, output: str, quantization: str = "float16", force: bool
         raise ConversionError(
             f"conversion needs {e.name}: install the CPU build of torch first "
             "(pip install torch), then pip install 'batchscribe[convert]'") from e
+    import converters.keras_hub  # noqa: F401  (registers the KerasHub Whisper converter)
     import converters.whisper  # noqa: F401  (registers the Whisper converter)
+    from converters.keras_hub import keras_preset_type
     from converters.whisper import read_config
 
     folder = resolve_source(source)
-    model_type = read_config(folder).get("model_type")
+    config = read_config(folder)
+    model_type = config.get("model_type") or keras_preset_type(config)
     cls = converter_for(model_type, folder)
     converter: Converter = cls(folder, quantization, tokenizer_from)
     return converter.convert(output, force=force)

@@ -1,4 +1,4 @@
-"""Parity of a converted model with its Hugging Face source, step by step.
+"""Parity of a converted model with its source (Hugging Face or KerasHub), step by step.
 
 CTranslate2 decodes greedily from random log-mel features and returns each step's logits
 (`return_logits_vocab`); the Transformers model runs teacher-forced on the same prompt and tokens.
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from engine.errors import ConversionError
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,6 @@ def decode_prompt(runner: Any) -> list[int]:
 def check_parity(ct2_model_dir: str, hf_source: str, steps: int = 12, seed: int = 0,
                  compute_type: str = "float32") -> ParityReport:
     """Compare the converted model with the checkpoint it came from (both on the CPU)."""
-    import torch
-    from transformers import WhisperForConditionalGeneration
-
     from engine.config import DecodeConfig, ModelConfig
     from engine.decode.runner import ModelRunner
 
@@ -58,12 +57,7 @@ def check_parity(ct2_model_dir: str, hf_source: str, steps: int = 12, seed: int 
     prompt = decode_prompt(runner)
     tokens, ct2_logits = ct2_greedy(runner, features, prompt, steps)
 
-    hf: Any = WhisperForConditionalGeneration.from_pretrained(hf_source, dtype=torch.float32)
-    hf.eval()
-    with torch.no_grad():
-        out = hf(input_features=torch.from_numpy(features),
-                 decoder_input_ids=torch.tensor([prompt + tokens[:-1]]))
-    hf_logits = out.logits[0, len(prompt) - 1:].numpy()
+    hf_logits = reference_logits(hf_source, features, prompt + tokens[:-1])[len(prompt) - 1:]
 
     worst, agree = 0.0, 0
     for step, (ours, theirs) in enumerate(zip(ct2_logits, hf_logits, strict=True)):
@@ -72,6 +66,46 @@ def check_parity(ct2_model_dir: str, hf_source: str, steps: int = 12, seed: int 
         candidates = np.flatnonzero(allowed)
         agree += int(candidates[np.argmax(theirs[allowed])] == tokens[step])
     return ParityReport(len(ct2_logits), worst, agree, prompt, tokens)
+
+
+def reference_logits(source: str, features: np.ndarray, ids: list[int]) -> np.ndarray:
+    """The source model's logits for every position of `ids`, teacher-forced: [len(ids), V]."""
+    import torch
+
+    from converters.keras_hub import is_keras_preset
+
+    if is_keras_preset(source):
+        return keras_logits(source, features, ids)
+    from transformers import WhisperForConditionalGeneration
+
+    hf: Any = WhisperForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+    hf.eval()
+    with torch.no_grad():
+        out = hf(input_features=torch.from_numpy(features), decoder_input_ids=torch.tensor([ids]))
+    logits: np.ndarray = out.logits[0].numpy()
+    return logits
+
+
+def keras_logits(preset: str, features: np.ndarray, ids: list[int]) -> np.ndarray:
+    """A KerasHub WhisperBackbone preset's logits (LM head tied to the token embedding, as
+    Whisper's is). Needs keras and keras-hub; runs on the torch backend unless another is set."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+        import keras_hub
+    except ImportError as e:
+        raise ConversionError(f"checking a KerasHub preset needs {e.name}: pip install "
+                              "'batchscribe[keras]' && pip install --no-deps keras-hub") from e
+    backbone = keras_hub.models.WhisperBackbone.from_preset(preset)
+    out = backbone({"encoder_features": np.transpose(features, (0, 2, 1)),
+                    "decoder_token_ids": np.array([ids], dtype="int32"),
+                    "decoder_padding_mask": np.ones((1, len(ids)), dtype="int32")})
+    hidden = keras.ops.convert_to_numpy(out["decoder_sequence_output"])[0]
+    embedding = keras.ops.convert_to_numpy(backbone.token_embedding.embeddings)
+    logits: np.ndarray = hidden.astype(np.float64) @ embedding.T.astype(np.float64)
+    return logits.astype(np.float32)
 
 
 def ct2_greedy(runner: Any, features: np.ndarray, prompt: list[int],
