@@ -10,6 +10,7 @@ import functools
 import http.server
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,9 +67,16 @@ def s3(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def http_base() -> Iterator[str]:
-    """tests/data served over HTTP (https-like URLs)."""
-    handler = functools.partial(QuietHandler, directory=DATA)
+def http_base(short, tmp_path_factory) -> Iterator[str]:
+    """tests/data served over HTTP (https-like URLs), with a manifest of relative paths in
+    manifests/m.parquet."""
+    folder = tmp_path_factory.mktemp("http")
+    shutil.copytree(DATA, folder / "data")
+    (folder / "data" / "manifests").mkdir()
+    pq.write_table(pa.table({"id": [c["id"] for c in short],
+                             "path": [f"../{c['file']}" for c in short]}),
+                   str(folder / "data" / "manifests" / "m.parquet"))
+    handler = functools.partial(QuietHandler, directory=str(folder / "data"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -115,11 +123,17 @@ def config(manifest: str, out: str, model_path: str, **run) -> TranscribeConfig:
 
 
 @pytest.fixture(scope="module")
-def local_texts(clips, model_path, tmp_path_factory) -> dict[str, str]:
+def short(clips) -> list[dict[str, str]]:
+    """The three shortest clips: an MP3, a WAV and a FLAC (a few seconds each)."""
+    return sorted(clips, key=lambda c: float(c["duration_s"]))[:3]
+
+
+@pytest.fixture(scope="module")
+def local_texts(short, model_path, tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("local")
     manifest = str(folder / "m.parquet")
-    pq.write_table(pa.table({"id": [c["id"] for c in clips],
-                             "path": [c["path"] for c in clips]}), manifest)
+    pq.write_table(pa.table({"id": [c["id"] for c in short],
+                             "path": [c["path"] for c in short]}), manifest)
     transcribe(config(manifest, str(folder / "out"), model_path))
     out = str(folder / "out")
     rows = [r for n in sorted(os.listdir(out)) if n.endswith(".parquet")
@@ -127,53 +141,57 @@ def local_texts(clips, model_path, tmp_path_factory) -> dict[str, str]:
     return {r["id"]: r["text"] for r in rows}
 
 
-def test_manifest_audio_and_output_in_s3_match_the_local_run(s3, clips, model_path,
+def test_manifest_audio_and_output_in_s3_match_the_local_run(s3, short, model_path,
                                                            local_texts) -> None:
     # relative paths resolve against the manifest's own (remote) folder
     put_manifest("s3://corpus/manifests/m.parquet", {
-        "id": [c["id"] for c in clips], "path": [f"../audio/{c['file']}" for c in clips]})
+        "id": [c["id"] for c in short], "path": [f"../audio/{c['file']}" for c in short]})
     report = transcribe(config("s3://corpus/manifests/m.parquet", "s3://corpus/out",
                                model_path, rows_per_part=2))
-    assert report["counts"]["ok"] == len(clips)
+    assert report["counts"]["ok"] == len(short)
     rows = read_remote_rows("s3://corpus/out")
     assert {r["id"]: r["text"] for r in rows} == local_texts
     assert SECRET not in str(report)
+    fs = s3fs_client()
+    metadata = [fs.cat_file(p).decode() for p in fs.find("corpus/out/.batchscribe")]
+    assert metadata and all(SECRET not in text for text in metadata)
     again = transcribe(config("s3://corpus/manifests/m.parquet", "s3://corpus/out", model_path))
-    assert again["rows"] == 0 and len(read_remote_rows("s3://corpus/out")) == len(clips)
+    assert again["rows"] == 0 and len(read_remote_rows("s3://corpus/out")) == len(short)
     # export reads the remote output and writes the files to the store
     summary = export("s3://corpus/out", "s3://corpus/subs", ("srt", "txt"))
-    assert summary.files == 2 * len(clips)
-    fs = s3fs_client()
+    assert summary.files == 2 * len(short)
     for row in rows:
         assert fs.cat_file(f"corpus/subs/{row['id']}.txt").decode() == row["text"].strip() + "\n"
         srt = fs.cat_file(f"corpus/subs/{row['id']}.srt").decode()
         assert srt.startswith("1\n00:00:") and " --> " in srt
 
 
-def test_audio_over_http_matches_the_local_run(s3, http_base, clips, model_path, local_texts,
-                                               tmp_path) -> None:
-    manifest = str(tmp_path / "m.parquet")
-    pq.write_table(pa.table({"id": [c["id"] for c in clips],
-                             "path": [f"{http_base}/{c['file']}" for c in clips]}), manifest)
+def test_manifest_and_audio_over_http_match_the_local_run(http_base, model_path, local_texts,
+                                                          tmp_path) -> None:
+    """The manifest's relative paths resolve against its URL."""
     out = str(tmp_path / "out")
-    transcribe(config(manifest, out, model_path))
+    transcribe(config(f"{http_base}/manifests/m.parquet", out, model_path, workers=0))
     rows = [r for n in sorted(os.listdir(out)) if n.endswith(".parquet")
             for r in pq.read_table(os.path.join(out, n)).to_pylist()]
     assert {r["id"]: r["text"] for r in rows} == local_texts
 
 
 def test_unreachable_store_gives_a_transient_error_row_that_a_rerun_retries(
-        s3, http_base, clips, model_path, tmp_path) -> None:
+        s3, http_base, short, model_path, tmp_path) -> None:
     port = free_port()
-    dead = (f"http://user:{SECRET}@127.0.0.1:{port}/{clips[1]['file']}"
+    dead = (f"http://user:{SECRET}@127.0.0.1:{port}/{short[1]['file']}"
             f"?X-Amz-Signature={SECRET}")
     manifest = str(tmp_path / "m.parquet")
-    pq.write_table(pa.table({"id": ["dead", "missing", "fine"], "path": [
-        dead, f"{http_base}/no_such_file.wav", f"{http_base}/{clips[0]['file']}"]}), manifest)
+    not_audio = http_base.replace("://", f"://user:{SECRET}@") + f"/README.md?sig={SECRET}"
+    pq.write_table(pa.table({"id": ["dead", "missing", "fine", "not_audio"], "path": [
+        dead, f"{http_base}/no_such_file.wav", f"{http_base}/{short[0]['file']}", not_audio]}),
+        manifest)
     out = str(tmp_path / "out")
     report = transcribe(config(manifest, out, model_path, workers=0))
-    assert report["counts"] == {"ok": 1, "empty": 0, "error": 2}
+    assert report["counts"] == {"ok": 1, "empty": 0, "error": 3}
     rows = read_local_rows(out)
+    assert "cannot decode" in rows["not_audio"]["error"]
+    assert SECRET not in rows["not_audio"]["error"]
     assert "storage unavailable after 4 tries" in rows["dead"]["error"]
     assert rows["dead"]["error_kind"] == "transient"
     assert "file not found" in rows["missing"]["error"]
@@ -198,11 +216,10 @@ def read_local_rows(out: str) -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
 
-def test_killed_s3_run_reruns_to_every_id_exactly_once(s3, clips, model_path) -> None:
-    short = [c for c in clips if float(c["duration_s"]) < 10]
-    ids = [f"{c['id']}-{n}" for n in range(3) for c in short]
+def test_killed_s3_run_reruns_to_every_id_exactly_once(s3, short, model_path) -> None:
+    ids = [f"{c['id']}-{n}" for n in range(4) for c in short]
     put_manifest("s3://corpus/kill/m.parquet", {
-        "id": ids, "path": [f"s3://corpus/audio/{c['file']}" for _ in range(3) for c in short]})
+        "id": ids, "path": [f"s3://corpus/audio/{c['file']}" for _ in range(4) for c in short]})
     out = "s3://corpus/kill/out"
     cmd = [sys.executable, "-m", "engine", "transcribe", "s3://corpus/kill/m.parquet", "-o",
            out, "-q", "--rows-per-part", "2", "--beam-size", "1", "-j", "1"]
@@ -210,9 +227,9 @@ def test_killed_s3_run_reruns_to_every_id_exactly_once(s3, clips, model_path) ->
                             start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(read_remote_rows(out)) >= 4:
+        if len(read_remote_rows(out)) >= 2:
             break
-        time.sleep(0.1)
+        time.sleep(0.3)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -226,7 +243,7 @@ def test_killed_s3_run_reruns_to_every_id_exactly_once(s3, clips, model_path) ->
     assert SECRET not in rerun.stderr
 
 
-def test_ray_backend_reads_and_writes_s3(s3, clips, model_path, local_texts) -> None:
+def test_ray_backend_reads_and_writes_s3(s3, short, model_path, local_texts) -> None:
     """Manifest, audio and output in S3 on a local Ray instance; a killed run's staged part
     (left in the store's staging folder) is adopted once, not twice."""
     ray = pytest.importorskip("ray", reason="pip install 'batchscribe[ray]'")
@@ -234,7 +251,6 @@ def test_ray_backend_reads_and_writes_s3(s3, clips, model_path, local_texts) -> 
     from engine.io.writer import output_schema
     from engine.options import build_config
 
-    short = [c for c in clips if float(c["duration_s"]) < 10][:3]
     put_manifest("s3://corpus/ray/m.parquet", {
         "id": [c["id"] for c in short], "path": [f"../audio/{c['file']}" for c in short]})
     # what a killed run left: one whole staged part (its rows not yet in the output)
