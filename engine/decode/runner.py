@@ -133,19 +133,25 @@ class ModelRunner:
         return list(get_suppressed_tokens(self.tokenizer(), [-1]))
 
     def request(self, chunk: Chunk, language: str, task: str, prompt: str | None,
-                packable: bool = False) -> ChunkRequest:
-        """A chunk with its decoding prompt (previous-text prompt, language, task)."""
+                packable: bool = False, previous: tuple[int, ...] = ()) -> ChunkRequest:
+        """A chunk with its decoding prompt (previous-text prompt, language, task).
+
+        `previous`: the file's text so far as tokens (`conditioning`), in place of `prompt`; the
+        batcher may trim its oldest tokens so that prompts in one batch have one length."""
         if not self.is_multilingual:
             language = "en"
         tokenizer = self.tokenizer(language, task)
         tokens: list[int] = []
-        if prompt:
+        if previous:
+            tokens = [tokenizer.sot_prev, *previous[-(MAX_LENGTH // 2 - 1):]]
+        elif prompt:
             tokens = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())]
             tokens = tokens[: MAX_LENGTH // 2]
         tokens += tokenizer.sot_sequence
         if self.decode.timestamps in ("aligned", "none"):
             tokens.append(tokenizer.no_timestamps)
-        return ChunkRequest(chunk, language, task, tuple(tokens), packable)
+        trimmable = min(len(previous), MAX_LENGTH // 2 - 1)
+        return ChunkRequest(chunk, language, task, tuple(tokens), packable, trimmable)
 
     def detect_languages(self, chunks: Sequence[Chunk]) -> list[tuple[str, float]]:
         """The most probable language of each chunk, with its probability."""
@@ -198,7 +204,8 @@ class ModelRunner:
                 cut_by_words=config.timestamps == "aligned", keep_words=config.word_timestamps)]
             chunk = run[0].request.chunk
             assert isinstance(chunk, Chunk)
-            results.append(ChunkResult(chunk, tuple(segments), route))
+            results.append(ChunkResult(chunk, tuple(segments), route,
+                                       max(d.temperature for d in run)))
         return results
 
     def _is_silence(self, decoded: Decoded) -> bool:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from engine.io import storage
 from engine.io.idset import IdSet
-from engine.io.writer import PART_PREFIX, _atomic_write, part_files, read_column
+from engine.io.writer import PART_PREFIX, _atomic_write, part_columns, part_files, read_part
 
 
 def ids_to_skip(output_dir: str, retry_all: bool) -> tuple[IdSet, int]:
@@ -33,9 +33,7 @@ def ids_to_skip(output_dir: str, retry_all: bool) -> tuple[IdSet, int]:
         output_dir: The output folder.
         retry_all: Retry every error row, not only the transient ones.
     """
-    table = _row_index(output_dir) if not storage.is_uri(output_dir) else None
-    if table is None:  # object stores: no rewrites there, every written id stays written
-        return IdSet.from_ids(read_column(output_dir, "id")), 0
+    table = _row_index(output_dir)
     if settle(output_dir, table):
         table = _row_index(output_dir)
     retried = pc.equal(table["status"], "error")
@@ -47,9 +45,7 @@ def ids_to_skip(output_dir: str, retry_all: bool) -> tuple[IdSet, int]:
 
 
 def settle(output_dir: str, table: pa.Table | None = None) -> int:
-    """Leave one row per id in a local output folder; returns how many parts were rewritten."""
-    if storage.is_uri(output_dir):
-        return 0
+    """Leave one row per id in an output folder; returns how many parts were rewritten."""
     table = _row_index(output_dir) if table is None else table
     if table.num_rows == 0:
         return 0
@@ -80,9 +76,9 @@ def _row_index(output_dir: str) -> pa.Table:
     """id, status, error_kind, part (its path), row (its index in the part) of every row."""
     tables = []
     for path in part_files(output_dir):
-        names = pq.read_schema(path).names
+        names = part_columns(path)
         columns = [c for c in ("id", "status", "error_kind") if c in names]
-        t = pq.read_table(path, columns=columns)
+        t = read_part(path, columns)
         if "error_kind" not in names:  # written before errors had a kind: retried on request
             t = t.append_column("error_kind", pa.nulls(t.num_rows, pa.string()))
         t = t.append_column("part", pa.array([path] * t.num_rows, pa.string()))
@@ -97,9 +93,12 @@ def _row_index(output_dir: str) -> pa.Table:
 
 def _rewrite_without(output_dir: str, part: str, rows: set[int]) -> None:
     """Replace `part` by a new part without `rows` (renamed in first, then the old one goes)."""
-    table = pq.read_table(part)
+    table = read_part(part, None)
     keep = np.ones(table.num_rows, dtype=bool)
     keep[list(rows)] = False
+    if storage.is_uri(output_dir):
+        _rewrite_remote(output_dir, part, table, keep)
+        return
     name = None
     if keep.any():
         tag = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -112,3 +111,15 @@ def _rewrite_without(output_dir: str, part: str, rows: set[int]) -> None:
         if name is not None:
             os.remove(name)
 
+
+
+def _rewrite_remote(output_dir: str, part: str, table: pa.Table, keep: np.ndarray) -> None:
+    """The object-store rewrite: no rename there, and deleting a missing object is no error,
+    so a concurrent shard's rewrite cannot be seen; the new part's name is derived from the
+    old one's instead, so two shards settling one part write the same object, not two copies."""
+    if keep.any():
+        stem = part.rsplit("/", 1)[-1][: -len(".parquet")]
+        kept = table.filter(pa.array(keep))
+        _atomic_write(storage.join(output_dir, f"{stem}-s.parquet"),
+                      lambda tmp: pq.write_table(kept, tmp, compression="zstd"))
+    storage.delete(part)

@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -76,12 +76,20 @@ def read_column(output_dir: str, column: str) -> Iterator[Any]:
         yield from read_part(path, [column]).column(column).to_pylist()
 
 
-def read_part(path: str, columns: list[str]) -> pa.Table:
-    """Some columns of one part, local or remote."""
+def read_part(path: str, columns: Sequence[str] | None) -> pa.Table:
+    """Some columns (None: all) of one part, local or remote."""
     if not storage.is_uri(path):
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=None if columns is None else list(columns))
     with storage.open_read(path) as f:
-        return pq.read_table(f, columns=columns)
+        return pq.read_table(f, columns=None if columns is None else list(columns))
+
+
+def part_columns(path: str) -> list[str]:
+    """The column names of one part, from its footer."""
+    if not storage.is_uri(path):
+        return list(pq.read_schema(path).names)
+    with storage.open_read(path) as f:
+        return list(pq.ParquetFile(f).schema_arrow.names)
 
 
 def to_row(outcome: Outcome) -> dict[str, Any]:

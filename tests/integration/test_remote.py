@@ -271,3 +271,21 @@ def test_ray_backend_reads_and_writes_s3(s3, short, model_path, local_texts) -> 
     assert sorted(texts) == sorted([c["id"] for c in short] + ["staged-before"])
     assert all(texts[c["id"]] == local_texts[c["id"]] for c in short)
     assert adopt_staged_parts("s3://corpus/ray/out/.ray-staging-run", "s3://corpus/ray/out") == []
+
+
+def test_transient_error_row_in_s3_output_is_retried_and_replaced(s3, short, model_path) -> None:
+    """A file not yet in the store is a transient error row; once it is there, a rerun
+    transcribes it and the output (in S3) holds that id once, as an ok row."""
+    put_manifest("s3://corpus/late/m.parquet", {
+        "id": ["early", "late"], "path": [f"s3://corpus/audio/{short[0]['file']}",
+                                          "s3://corpus/late/audio/late.wav"]})
+    out = "s3://corpus/late/out"
+    first = transcribe(config("s3://corpus/late/m.parquet", out, model_path, workers=0))
+    assert first["counts"] == {"ok": 1, "empty": 0, "error": 1}
+    late = next(r for r in read_remote_rows(out) if r["id"] == "late")
+    assert late["error_kind"] == "transient" and "file not found" in late["error"]
+    s3fs_client().put_file(os.path.join(DATA, short[1]["file"]), "corpus/late/audio/late.wav")
+    transcribe(config("s3://corpus/late/m.parquet", out, model_path, workers=0))
+    rows = read_remote_rows(out)
+    assert sorted(r["id"] for r in rows) == ["early", "late"]
+    assert {r["status"] for r in rows} == {"ok"}
