@@ -1,12 +1,14 @@
 """The `batchscribe` command line: parse options, build configs, call the engine, render.
 
-Exit codes: 0 success; 1 failure (bad manifest, model, output, error budget exceeded);
-2 usage error; 3 finished, but some rows are errors.
+Exit codes: 0 success; 1 failure (bad manifest, model, output, error budget exceeded, decode
+workers that cannot start); 2 usage error; 3 finished, but some rows are errors; 130 stopped by
+SIGINT (Ctrl-C), 143 by SIGTERM (rows finished so far are committed; rerun to go on).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -309,12 +311,19 @@ def _write_per_row(report: Any, path: str) -> None:
 def _run_transcription(config: TranscribeConfig, show_progress: bool) -> dict[str, Any]:
     from engine.backends import transcribe as run
     from engine.progress import Progress
+    from engine.stopping import Stopped, stop_on_signals
 
-    with Progress(enabled=show_progress) as progress:
+    with Progress(enabled=show_progress) as progress, stop_on_signals():
         try:
             return run(config, on_outcome=progress.update, on_start=progress.start)
         except EngineError as e:
             raise click.ClickException(_with_flag_hints(str(e))) from e
+        except Stopped as e:  # the rows finished so far were committed on the way out
+            click.echo(f"\nstopped by {e.name}: rows finished so far are kept in "
+                       f"{config.output}; rerun the same command to go on", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.exit_code)  # not waiting for the model's batch in flight (its rows are lost)
 
 
 def _with_flag_hints(message: str) -> str:

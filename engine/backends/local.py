@@ -28,7 +28,9 @@ from engine.decode.runner import ModelRunner
 from engine.decode.stream import check_language_options, decode_stream
 from engine.errors import TooManyErrors
 from engine.io.retry import ids_to_skip, settle
+from engine.io.retry import ids_to_skip, settle
 from engine.prepare.stage import Preparer
+from engine.stopping import deferred
 from engine.types import AudioItem, ItemError, Outcome
 
 
@@ -78,8 +80,9 @@ def transcribe_locally(config: TranscribeConfig,
                 OrderedPool(partial(Preparer, config.vad, runner.n_mels, spill_dir),
                             config.run.workers, on_crash=worker_crashed) as pool:
             for outcome in decode_stream(pool.map(items), runner, config, summary.timings):
-                writer.write(outcome)
-                summary.add(outcome)
+                with deferred():  # a stop signal waits: the row is written and counted, or not
+                    writer.write(outcome)
+                    summary.add(outcome)
                 if on_outcome is not None:
                     on_outcome(outcome, summary)
                 budget = config.run.max_errors
@@ -88,8 +91,10 @@ def transcribe_locally(config: TranscribeConfig,
                     break
         failed = False
     finally:
-        runner.close()
+        runner.close(wait=not failed)  # stopped: the batches in flight are not waited for
         writer.commit()
+        if retried:  # their earlier error rows go only now, after the new rows are in
+            settle(config.output)
         if retried:  # their earlier error rows go only now, after the new rows are in
             settle(config.output)
         summary.wall_s = time.monotonic() - started
@@ -105,5 +110,3 @@ def worker_crashed(item: AudioItem) -> ItemError:
     return ItemError(item, "decode", "WorkerCrash",
                      f"{item.source}: the decode worker died on this file twice (a decoder "
                      "crash, or out of memory); a rerun retries it", kind="transient")
-
-

@@ -89,9 +89,10 @@ class ModelRunner:
         self._torch = _torch_encoder(model, self.path, self.device, self.compute_type)
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replica")
 
-    def close(self) -> None:
-        """Wait for submitted batches, then stop the replica threads."""
-        self._threads.shutdown(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Wait for submitted batches, then stop the replica threads; `wait=False` (a stopped
+        run) drops the batches not started and returns at once."""
+        self._threads.shutdown(wait=wait, cancel_futures=not wait)
 
     @property
     def concurrency(self) -> int:
