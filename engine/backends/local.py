@@ -28,7 +28,6 @@ from engine.decode.runner import ModelRunner
 from engine.decode.stream import check_language_options, decode_stream
 from engine.errors import TooManyErrors
 from engine.io.retry import ids_to_skip, settle
-from engine.io.retry import ids_to_skip, settle
 from engine.prepare.stage import Preparer
 from engine.stopping import deferred
 from engine.types import AudioItem, ItemError, Outcome
@@ -93,8 +92,6 @@ def transcribe_locally(config: TranscribeConfig,
     finally:
         runner.close(wait=not failed)  # stopped: the batches in flight are not waited for
         writer.commit()
-        if retried:  # their earlier error rows go only now, after the new rows are in
-            settle(config.output)
         if retried:  # their earlier error rows go only now, after the new rows are in
             settle(config.output)
         summary.wall_s = time.monotonic() - started
