@@ -83,6 +83,11 @@ class DecodeConfig:
             Aligned is as fast as tokens on CPU and 3x faster on a GPU, where CTranslate2's
             timestamp rules cost more than the rest of a decoder step (bench/RESULTS.md).
         word_timestamps: Fill the `words` column (word times by cross-attention alignment).
+        condition_on_previous_text: Prompt each chunk of a file with the file's text so far
+            (faster-whisper's sequential long-form), so a file's chunks are decoded in order;
+            batches still gather chunks of many files.
+        prompt_reset_on_temperature: With conditioning, a chunk that needed a fallback above
+            this temperature is left out of the prompts after it, with everything before it.
     """
 
     language: str | None = None
@@ -100,6 +105,8 @@ class DecodeConfig:
     word_timestamps: bool = False
     max_initial_timestamp_s: float = 1.0
     suppress_blank: bool = True
+    condition_on_previous_text: bool = False
+    prompt_reset_on_temperature: float = 0.5
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)

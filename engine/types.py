@@ -191,13 +191,22 @@ class ChunkRequest:
     task: str
     prompt_tokens: tuple[int, ...]  # prompt (previous text, language, task) for the decoder
     packable: bool = False  # the item's only chunk, which may share a window with others
+    trimmable: int = 0  # previous-text tokens after sot_prev that batching may drop, oldest first
 
     def loaded(self) -> ChunkRequest:
         """This request with its chunk's features in memory (`Chunk.loaded`)."""
         if isinstance(self.chunk, Chunk) and self.chunk.spilled is not None:
             return ChunkRequest(self.chunk.loaded(), self.language, self.task,
-                                self.prompt_tokens, self.packable)
+                                self.prompt_tokens, self.packable, self.trimmable)
         return self
+
+    def trimmed(self, keep: int) -> ChunkRequest:
+        """This request with only the last `keep` of its trimmable previous-text tokens."""
+        drop = self.trimmable - keep
+        if drop <= 0:
+            return self
+        tokens = self.prompt_tokens[:1] + self.prompt_tokens[1 + drop:]
+        return ChunkRequest(self.chunk, self.language, self.task, tokens, self.packable, keep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +258,7 @@ class ChunkResult:
     chunk: Chunk
     segments: tuple[Segment, ...]
     route: Route = "alone"
+    temperature: float = 0.0  # the highest temperature its decodes needed (fallback)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Chunks are gathered in a window, sorted by speech length (so the decoder's sequences in one batch
 end at similar times) and cut into batches. CTranslate2 needs the start-of-transcript token at the
-same position in every prompt of a batch, so chunks are grouped by prompt length first. With
+same position in every prompt of a batch, so chunks are grouped by prompt length first (a
+previous-text prompt is trimmed to the shortest of its batch). With
 packing on, the short files in the window are first laid into shared windows (`packing`).
 """
 
@@ -15,8 +16,15 @@ from engine.decode.packing import pack
 from engine.types import ChunkRequest
 
 
-def _sot_position(request: ChunkRequest) -> int:
-    return len(request.prompt_tokens)
+def _sot_position(request: ChunkRequest) -> tuple[int, bool]:
+    """Requests that may share a batch: the same prompt length, or (previous-text prompts,
+    `ChunkRequest.trimmable`) the same length once trimmed to the batch's shortest."""
+    return len(request.prompt_tokens) - request.trimmable, request.trimmable > 0
+
+
+def _same_prompt_length(batch: list[ChunkRequest]) -> list[ChunkRequest]:
+    keep = min(request.trimmable for request in batch)
+    return [request.trimmed(keep) for request in batch]
 
 
 class Batcher:
@@ -48,7 +56,7 @@ class Batcher:
         waiting = self._waiting
         if self._config.pack:
             waiting = pack(waiting, self._config.pack_gap_s, self._config.pack_fill_s)
-        groups: dict[int, list[ChunkRequest]] = defaultdict(list)
+        groups: dict[tuple[int, bool], list[ChunkRequest]] = defaultdict(list)
         for request in waiting:
             groups[_sot_position(request)].append(request)
         size = self._size
@@ -56,7 +64,7 @@ class Batcher:
         for group in groups.values():
             group.sort(key=lambda r: r.chunk.duration_s, reverse=True)
             full = len(group) - len(group) % size if keep_partial else len(group)
-            batches += [group[i: i + size] for i in range(0, full, size)]
+            batches += [_same_prompt_length(group[i: i + size]) for i in range(0, full, size)]
             left += group[full:]
         self._waiting = left
         return batches

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from engine.config import TranscribeConfig
 from engine.decode.assemble import Collector, finish
 from engine.decode.batching import Batcher
+from engine.decode.conditioning import PreviousText
 from engine.decode.runner import ModelRunner
 from engine.errors import ConfigError
 from engine.types import (
@@ -45,12 +46,18 @@ class Timings:
 
 def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRunner,
                   config: TranscribeConfig, timings: Timings | None = None) -> Iterator[Outcome]:
-    """Batch chunks across items, decode them on the replica threads, yield finished rows."""
+    """Batch chunks across items, decode them on the replica threads, yield finished rows.
+
+    With `condition_on_previous_text`, a file's chunks go to the batcher one at a time, each
+    once the one before is back (`PreviousText`); other files' chunks fill the batches."""
     batcher = Batcher(config.batch)
     collector = Collector()
     in_flight: deque[Future[list[ChunkResult]]] = deque()
     max_in_flight = runner.concurrency + 1
     timings = timings or Timings()
+    sequential = (PreviousText(runner, config.decode.prompt_reset_on_temperature)
+                  if config.decode.condition_on_previous_text else None)
+    ready: list[ChunkRequest] = []  # files' next chunks, their previous chunk being back
 
     def drain(batch: Future[list[ChunkResult]]) -> Iterator[ItemResult]:
         started = time.monotonic()
@@ -62,6 +69,9 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
             if result.route != "alone":
                 timings.packed_chunks += 1
                 timings.unpacked_chunks += result.route == "unpacked"
+            follow = sequential.follow(result) if sequential is not None else None
+            if follow is not None:
+                ready.append(follow)
             yield from collector.add(result.chunk, list(result.segments))
 
     def submit(batch: list[ChunkRequest]) -> Iterator[ItemResult]:
@@ -69,6 +79,13 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
             yield from drain(in_flight.popleft())
         timings.packed_windows += sum(isinstance(r.chunk, PackedChunk) for r in batch)
         in_flight.append(runner.submit([request.loaded() for request in batch]))
+
+    def pump() -> Iterator[ItemResult]:
+        while ready:
+            requests = ready[:]
+            ready.clear()
+            for batch in batcher.add(requests):
+                yield from submit(batch)
 
     for p in with_languages(_timed_waits(prepared, timings), runner, config):
         if isinstance(p, ItemError):
@@ -83,16 +100,24 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         prompt = p.item.prompt or config.decode.initial_prompt
         language = p.language or "en"
         packable = config.batch.pack and len(p.chunks) == 1
-        requests = [runner.request(chunk, language, task, prompt, packable)
-                    for chunk in p.chunks]
+        if sequential is not None and len(p.chunks) > 1:
+            requests = [sequential.first(p, language, task, prompt)]
+        else:
+            requests = [runner.request(chunk, language, task, prompt, packable)
+                        for chunk in p.chunks]
         for batch in batcher.add(requests):
             yield from submit(batch)
         while in_flight and in_flight[0].done():
             yield from drain(in_flight.popleft())
-    for batch in batcher.flush():
-        yield from submit(batch)
-    while in_flight:
-        yield from drain(in_flight.popleft())
+        yield from pump()
+    while True:  # the input is done: flush, and the next chunks that the results free
+        yield from pump()
+        for batch in batcher.flush():
+            yield from submit(batch)
+        if in_flight:
+            yield from drain(in_flight.popleft())
+        elif not ready:
+            break
 
 
 def _timed_waits(prepared: Iterable[PreparedItem | ItemError],

