@@ -87,10 +87,11 @@ def parent(location: str) -> str:
 
 
 def filesystem(location: str) -> tuple[Any, str]:
-    """The fsspec filesystem of a URI and the path inside it.
+    """The fsspec filesystem of a URI and the path inside it; for s3:// with the endpoint of
+    `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (credentials: botocore reads the environment).
 
     Raises:
-        StorageUnavailable: the protocol's fsspec package is not installed.
+        ImportError: fsspec, or the protocol's package (s3fs, aiohttp...), is not installed.
     """
     try:
         import fsspec.core
@@ -103,7 +104,6 @@ def filesystem(location: str) -> tuple[Any, str]:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             options["client_kwargs"] = {"endpoint_url": endpoint}
-        options["skip_instance_cache"] = False
     try:
         fs, path = fsspec.core.url_to_fs(location, **options)
     except ImportError as e:
