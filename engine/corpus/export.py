@@ -61,20 +61,21 @@ class ExportSummary:
 
 @dataclass
 class FileNamer:
-    """Safe, unique file names from ids (remembers 8 bytes per name it handed out)."""
+    """Safe, unique file names from ids (remembers 16 bytes per name it handed out)."""
 
-    _taken: set[bytes] = field(default_factory=set)
+    _taken: dict[bytes, bytes] = field(default_factory=dict)  # name digest -> id digest
     renamed: int = 0
 
     def __call__(self, item_id: str) -> str:
+        owner = _digest(item_id)
         safe = _UNSAFE.sub("_", item_id).lstrip(".")[:MAX_NAME_CHARS] or "_"
         changed = safe != item_id or safe.split(".")[0].lower() in _RESERVED
         key = _digest(safe.casefold())
-        if changed or key in self._taken:
+        if changed or self._taken.get(key, owner) != owner:
             safe = f"{safe}-{hashlib.blake2b(item_id.encode(), digest_size=4).hexdigest()}"
             key = _digest(safe.casefold())
             self.renamed += 1
-        self._taken.add(key)
+        self._taken[key] = owner  # the same id again (an unsettled folder) keeps its name
         return safe
 
 
@@ -139,6 +140,8 @@ def iter_rows(parts: list[str]) -> Iterator[dict[str, Any]]:
             with storage.open_read(part) as f:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=ROWS_PER_READ):
                     yield from batch.to_pylist()
+        except FileNotFoundError:
+            continue  # rewritten by a run settling the folder meanwhile: its rows moved
         except (pa.ArrowException, OSError) as e:
             raise OutputError(f"part {storage.redact(part)} cannot be read: {e}") from e
 

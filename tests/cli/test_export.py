@@ -138,6 +138,8 @@ def test_file_namer_handles_reserved_and_dot_names() -> None:
     assert namer("..") != namer("_")
     assert namer("con").startswith("con-")
     assert len(namer("x" * 500)) < 140
+    assert namer("a b") == namer("a b")  # one id seen twice (an unsettled folder): one file
+    assert namer("Same") != namer("same")
 
 
 def test_word_cues_follow_the_words(run_output, tmp_path) -> None:
