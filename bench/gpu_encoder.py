@@ -176,7 +176,8 @@ def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str,
             tokens = _tokens(folder)
             row = {"model": os.path.basename(model), "encoder": encoder, "wall_s": elapsed,
                    "speed": total_s / elapsed, "gpu_busy": float(np.mean(gpu.busy)),
-                   "gpu_memory_gib": gpu.memory_gib, "text_tokens_per_s": tokens / total_s}
+                   "gpu_memory_gib": gpu.memory_gib, "text_tokens_per_s": tokens / total_s,
+                   "timings": json.loads(done.stdout[done.stdout.index("{"):])["timings"]}
             results.append(row)
             print(json.dumps(row), flush=True)
     with open(os.path.join(out, "gpu_encoder_e2e.json"), "w", encoding="utf-8") as f:

@@ -43,7 +43,8 @@ class ModelConfig:
         cpu_threads: Threads per replica on CPU; 0 shares the cores evenly.
         encoder: Which encoder runs: "torch" (PyTorch with flash attention, weights read from
             the same folder, output handed to CTranslate2 on the device; the `gpu` extra),
-            "ctranslate2", or "auto": torch on CUDA when PyTorch with CUDA is installed.
+            "ctranslate2", or "auto": torch on one CUDA device for encoders at least 1024 wide
+            (medium and large models; smaller ones are decoder-bound) when PyTorch has CUDA.
     """
 
     path: str | None = None

@@ -111,7 +111,7 @@ OPTIONS: tuple[Option, ...] = (
             "Threads per replica on CPU [default: cores / replicas]."),
     _option("model", "encoder", "--encoder", click.Choice(ENCODERS), "auto",
             "Encoder: torch (flash attention; the gpu extra), ctranslate2, or auto (torch on "
-            "CUDA when PyTorch with CUDA is installed)."),
+            "CUDA for large models' encoders, 1024 wide or more, when PyTorch has CUDA)."),
     _option("batch", "batch_size", "--batch-size", INT1, None,
             "Speech chunks (from any files) per model call [default: 4 on CPU, 16 on CUDA]."),
     _option("batch", "pack", "--pack/--no-pack", click.BOOL, False,

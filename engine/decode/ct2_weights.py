@@ -47,9 +47,10 @@ class _Reader:
 
 
 def read_variables(folder: str, prefix: str = "") -> dict[str, np.ndarray]:
-    """The variables of `folder`/model.bin whose names start with `prefix`, as float32 arrays
-    (quantized ones dequantized with their scales; scales themselves not returned) or, for
-    integer scalars such as `encoder/num_heads`, as their own integer type.
+    """The variables of `folder`/model.bin whose names start with `prefix`: float16 ones as
+    read-only float16 views of the file, other floats as float32 (quantized ones dequantized with
+    their scales; scales themselves not returned), integer scalars such as `encoder/num_heads`
+    in their own type.
 
     Raises:
         ModelLoadError: the file is missing, truncated, or not a CTranslate2 model.bin.
@@ -109,8 +110,15 @@ def _dequantized(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             rows = values.reshape(values.shape[0], -1).astype(np.float32)
             factors = np.asarray(scale, dtype=np.float32).reshape(-1, 1)
             out[name] = (rows / factors).reshape(values.shape)
+        elif values.dtype == np.float16:
+            out[name] = values  # a read-only view of the file: the caller converts on its device
         elif values.dtype.kind == "f":
             out[name] = values.astype(np.float32)
         else:
             out[name] = np.array(values)
     return out
+
+
+def encoder_width(folder: str) -> int:
+    """The encoder's width (d_model) of a CTranslate2 Whisper folder, from model.bin's index."""
+    return int(read_variables(folder, prefix="encoder/conv1/bias")["encoder/conv1/bias"].shape[0])

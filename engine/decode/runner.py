@@ -37,6 +37,7 @@ from engine.types import (
 MAX_LENGTH = 448
 MIN_TAIL_S = 1.0  # speech left after the model's last timestamp that is worth decoding again
 MAX_CONTINUATIONS = 3
+AUTO_TORCH_WIDTH = 1024  # --encoder auto picks torch on CUDA for encoders this wide or wider
 
 
 def _effective_device(requested: str) -> str:
@@ -58,9 +59,6 @@ class ModelRunner:
     """Loads a CTranslate2 Whisper model once and decodes batches of chunks with it."""
 
     def __init__(self, model: ModelConfig, decode: DecodeConfig) -> None:
-        import ctranslate2
-        import tokenizers
-
         self.path = resolve_model(model.path)
         self.device = _effective_device(model.device)
         self.compute_type = model.compute_type
@@ -69,6 +67,21 @@ class ModelRunner:
         cores = os.cpu_count() or 2
         self.replicas = model.replicas or (min(2, cores) if self.device == "cpu" else 8)
         threads = model.cpu_threads or max(1, cores // self.replicas)
+        with ThreadPoolExecutor(1) as loader:  # torch's import and load beside CTranslate2's
+            torch_encoder = loader.submit(_torch_encoder, model, self.path, self.device,
+                                          self.compute_type)
+            self._load(model, threads)
+            self._torch = torch_encoder.result()
+        self.decode = decode.resolved()  # a run's config comes resolved (TranscribeConfig)
+        self._tokenizers: dict[tuple[str, str], Any] = {}
+        self._suppress = self._suppressed_tokens()
+        self.devices = len(model.device_index) if self.device == "cuda" else 1
+        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replica")
+
+    def _load(self, model: ModelConfig, threads: int) -> None:
+        import ctranslate2
+        import tokenizers
+
         try:
             self.model = ctranslate2.models.Whisper(
                 self.path, device=self.device, device_index=list(model.device_index),
@@ -82,12 +95,6 @@ class ModelRunner:
                 f"cannot load the Whisper model in {self.path} on {self.device} "
                 f"({self.compute_type}): {str(e).splitlines()[0]}"
             ) from e
-        self.decode = decode.resolved()  # a run's config comes resolved (TranscribeConfig)
-        self._tokenizers: dict[tuple[str, str], Any] = {}
-        self._suppress = self._suppressed_tokens()
-        self.devices = len(model.device_index) if self.device == "cuda" else 1
-        self._torch = _torch_encoder(model, self.path, self.device, self.compute_type)
-        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replica")
 
     def close(self, wait: bool = True) -> None:
         """Wait for submitted batches, then stop the replica threads; `wait=False` (a stopped
@@ -386,11 +393,18 @@ class ModelRunner:
 
 
 def _torch_encoder(model: ModelConfig, path: str, device: str, compute_type: str) -> Any:
-    """The torch encoder where `model.encoder` asks for it (auto: on one CUDA device, when
-    PyTorch with CUDA is installed), else None (CTranslate2's own encoder)."""
+    """The torch encoder where `model.encoder` asks for it, else None (CTranslate2's own).
+
+    auto: on one CUDA device, when PyTorch with CUDA is installed, for encoders at least
+    AUTO_TORCH_WIDTH wide (medium, large-v3, turbo, distil-large): on an H100 it gave 2.2x end to
+    end on large-v3-shaped models, while base (512 wide) is decoder-bound and ran slower
+    (bench/RESULTS.md)."""
+    from engine.decode.ct2_weights import encoder_width
+
     if model.encoder == "ctranslate2":
         return None
     if model.encoder == "auto" and (device != "cuda" or len(model.device_index) > 1
+                                    or encoder_width(path) < AUTO_TORCH_WIDTH
                                     or not _torch_has_cuda()):
         return None
     if device == "cuda" and len(model.device_index) > 1:

@@ -91,12 +91,14 @@ def _state_dict(variables: dict[str, np.ndarray], layers: int) -> dict[str, torc
     for i in range(layers):
         names.update({f"layers.{i}.{ours}": f"layer_{i}/{theirs}"
                       for ours, theirs in per_layer.items()})
-    return {ours: torch.from_numpy(np.ascontiguousarray(variables["encoder/" + theirs]))
+    return {ours: torch.from_numpy(np.array(variables["encoder/" + theirs]))
             for ours, theirs in names.items()}
 
 
-def load_encoder(folder: str) -> WhisperEncoder:
-    """The encoder of a CTranslate2 Whisper folder, float32 on the CPU.
+def load_encoder(folder: str, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> WhisperEncoder:
+    """The encoder of a CTranslate2 Whisper folder on `device` in `dtype` (built without
+    initialising weights: each tensor goes from the file straight to the device).
 
     Raises:
         ModelLoadError: model.bin is unreadable or holds no Whisper encoder.
@@ -109,8 +111,10 @@ def load_encoder(folder: str) -> WhisperEncoder:
         heads = int(variables["encoder/num_heads"])
         hidden = variables["encoder/layer_0/ffn/linear_0/weight"].shape[0]
         frames = variables["encoder/position_encodings/encodings"].shape[0]
-        encoder = WhisperEncoder(n_mels, width, heads, layers, hidden, frames)
-        encoder.load_state_dict(_state_dict(variables, layers))
+        with torch.device("meta"):
+            encoder = WhisperEncoder(n_mels, width, heads, layers, hidden, frames)
+        state = {k: v.to(device, dtype) for k, v in _state_dict(variables, layers).items()}
+        encoder.load_state_dict(state, assign=True)
     except (KeyError, RuntimeError) as e:
         raise ModelLoadError(f"{folder}/model.bin holds no Whisper encoder that this reader "
                              f"knows ({e}); use --encoder ctranslate2") from e
@@ -125,7 +129,7 @@ class TorchEncoder:
         self.device = torch.device(device)
         self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16,
                       "float32": torch.float32}[dtype]
-        self.module = load_encoder(folder).to(self.device, self.dtype)
+        self.module = load_encoder(folder, str(self.device), self.dtype)
         self._local = threading.local()
 
     def _stream(self) -> Any:

@@ -48,10 +48,22 @@ def test_reader_reads_the_float16_folder(model_path: str) -> None:
     assert encoder["encoder/conv1/weight"].shape == (384, 80, 3)
     assert encoder["encoder/layer_3/self_attention/linear_0/weight"].shape == (1152, 384)
     assert "encoder/layer_4/ffn/linear_0/weight" not in encoder
-    assert all(v.dtype == np.float32 for k, v in encoder.items() if not k.endswith("num_heads"))
+    assert all(v.dtype == np.float16 for k, v in encoder.items() if not k.endswith("num_heads"))
     decoder = read_variables(model_path, prefix="decoder/embeddings")
     assert list(decoder) == ["decoder/embeddings/weight"]
     assert decoder["decoder/embeddings/weight"].shape == (51864, 384)
+
+
+def test_auto_keeps_ctranslate2_for_narrow_encoders_and_on_cpu(model_path: str) -> None:
+    from engine.config import ModelConfig
+    from engine.decode.ct2_weights import encoder_width
+    from engine.decode.runner import _torch_encoder
+
+    assert encoder_width(model_path) == 384
+    assert _torch_encoder(ModelConfig(encoder="auto"), model_path, "cuda", "float16") is None
+    assert _torch_encoder(ModelConfig(encoder="auto"), model_path, "cpu", "int8") is None
+    assert _torch_encoder(ModelConfig(encoder="ctranslate2"), model_path, "cpu", "int8") is None
+    assert _torch_encoder(ModelConfig(encoder="torch"), model_path, "cpu", "int8") is not None
 
 
 def test_reader_refuses_a_truncated_file(model_path: str, tmp_path: Any) -> None:
