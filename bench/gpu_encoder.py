@@ -153,15 +153,16 @@ def _manifest(corpus: str, repeat: int, work: str) -> tuple[str, float]:
 @click.option("--repeat", default=10, show_default=True)
 @click.option("--tokens-per-s", default=3.0, show_default=True)
 @click.option("--extra", default="-j 12 --replicas 8", show_default=True)
+@click.option("--encoders", default="ctranslate2,torch", show_default=True)
 @click.option("--out", required=True)
-def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str,
+def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, encoders: str,
         out: str) -> None:
     work = "/tmp/bs/work-encoder"
     os.makedirs(work, exist_ok=True)
     manifest, total_s = _manifest(corpus, repeat, work)
     results = []
     for model in models.split(","):
-        for encoder in ("ctranslate2", "torch"):
+        for encoder in encoders.split(","):
             folder = os.path.join(work, f"{os.path.basename(model)}-{encoder}")
             subprocess.run(["rm", "-rf", folder], check=True)
             cmd = [sys.executable, os.path.abspath(__file__), "one", "--tokens-per-s",
