@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from collections.abc import Callable
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +15,31 @@ import pyarrow.parquet as pq
 import pytest
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--machine-load", action="store_true",
+                     help="run the tests beside stress-ng: busy CPUs (2 per core) and memory "
+                     "pressure (2 x 30%% of the free memory); needs `apt-get install stress-ng`")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_load(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With --machine-load, the whole session runs on a loaded machine (issue 16: no row may fail
+    under load that succeeds on a calm machine)."""
+    if not request.config.getoption("--machine-load"):
+        yield
+        return
+    if shutil.which("stress-ng") is None:
+        pytest.exit("--machine-load needs stress-ng: apt-get install -y stress-ng", 2)
+    cores = os.cpu_count() or 2
+    load = subprocess.Popen(["stress-ng", "--quiet", "--cpu", str(2 * cores), "--vm", "2",
+                             "--vm-bytes", "30%"], start_new_session=True)
+    try:
+        yield
+    finally:
+        os.killpg(load.pid, signal.SIGTERM)
+        load.wait()
 
 
 def _clips() -> list[dict[str, str]]:

@@ -105,5 +105,5 @@ def transcribe_locally(config: TranscribeConfig,
 
 def worker_crashed(item: AudioItem) -> ItemError:
     return ItemError(item, "decode", "WorkerCrash",
-                     f"{item.source}: the decode worker died on this file twice (a decoder "
+                     f"{item.source}: the decode worker died on this file 3 times (a decoder "
                      "crash, or out of memory); a rerun retries it", kind="transient")

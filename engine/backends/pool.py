@@ -4,10 +4,11 @@ Keeps at most `window` items in flight, yields results in input order, and build
 state (a `Preparer`) once per process. With `workers=0` it runs in the calling process.
 
 A worker that dies (a decoder crash, the kernel's OOM killer) costs only the item it was on:
-the pool restarts, the item is retried alone, and if it kills a worker again, `on_crash` turns it
-into a result (an error row, transient). The machinery itself failing is not an item's failure:
-every (re)started pool must answer a ping first, and a pool that cannot start, or whose workers
-cannot build their state, raises `WorkersFailed` (one line) and turns no item into a result.
+the pool restarts, the item is retried alone (three times, with a pause: on a loaded machine the
+OOM killer may take a worker whatever it runs), and if it kills a worker every time, `on_crash`
+turns it into a result (an error row, transient). The machinery failing is not an item's failure:
+every (re)started pool must answer a ping first, and a pool that cannot start (3 tries), or whose
+workers cannot build their state, raises `WorkersFailed` (one line) and turns no item into a result.
 
 Workers are spawned without re-running the caller's `__main__` (they need nothing from it), so a
 script that calls the engine at top level, with no `if __name__ == "__main__":` guard, works.
@@ -42,7 +43,9 @@ _worker_fn: Any = None
 # oversubscribe the cores (measured on a 16-core GPU host: 8 workers ran 8x slower without this).
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PARENT_POLL_S = 0.5
-CRASHES_IN_A_ROW = 5  # items that each killed a worker twice, none done between: the machinery
+CRASHES_IN_A_ROW = 5  # items that each killed a worker TRIES times, none done between: machinery
+TRIES = 3  # starts of a pool, and runs of an item alone after a worker died on it
+BACKOFF_S = 1.0  # times the attempt: a loaded machine gets time to free memory
 
 
 class WorkersFailed(EngineError):
@@ -107,7 +110,7 @@ class OrderedPool(Generic[In, Out]):
     Args:
         factory: Builds the function in each worker (picklable: a top-level callable or partial).
         workers: Processes; 0 runs inline.
-        on_crash: The result for an item that killed a worker twice.
+        on_crash: The result for an item that killed a worker each time it ran alone.
         window: Items submitted ahead of the consumer.
     """
 
@@ -131,23 +134,29 @@ class OrderedPool(Generic[In, Out]):
         return self
 
     def _start(self) -> ProcessPoolExecutor:
-        executor = ProcessPoolExecutor(
-            max_workers=self._workers,
-            mp_context=_WorkerContext(),
-            initializer=_init_worker,
-            initargs=(self._factory, os.getpid()),
-        )
-        try:
-            failure = executor.submit(_ping).result()
-        except BrokenProcessPool as e:
-            _stop(executor)
-            raise WorkersFailed(
-                "the decode worker processes could not start (they exited while starting; "
-                "any lines above say why); --workers 0 decodes in the main process") from e
-        if failure is not None:
-            _stop(executor)
-            raise WorkersFailed(f"the decode worker processes could not start: {failure.message}")
-        return executor
+        """A pool whose first worker answered; a start that dies is tried `TRIES` times (a
+        loaded machine's OOM killer may take a worker while it imports its libraries)."""
+        for attempt in range(1, TRIES + 1):
+            executor = ProcessPoolExecutor(
+                max_workers=self._workers, mp_context=_WorkerContext(),
+                initializer=_init_worker, initargs=(self._factory, os.getpid()))
+            try:
+                failure = executor.submit(_ping).result()
+            except BrokenProcessPool as e:
+                _stop(executor)
+                if attempt == TRIES:
+                    raise WorkersFailed(
+                        "the decode worker processes could not start (they exited while "
+                        f"starting, {TRIES} times; any lines above say why); --workers 0 "
+                        "decodes in the main process") from e
+                time.sleep(BACKOFF_S * attempt)
+                continue
+            if failure is not None:
+                _stop(executor)
+                raise WorkersFailed(
+                    f"the decode worker processes could not start: {failure.message}")
+            return executor
+        raise AssertionError("unreachable")
 
     def _restart(self) -> None:
         if self._executor is not None:
@@ -205,17 +214,24 @@ class OrderedPool(Generic[In, Out]):
             return result
 
     def _run_alone(self, item: In) -> Out:
-        try:
-            result = self._submit(item).result()
-            self._crashes_in_a_row = 0
-            return result
-        except BrokenProcessPool:
-            self._restart()  # raises WorkersFailed if the pool itself cannot come back
+        """The item that was running when a worker died, alone, `TRIES` times at most: a worker
+        killed from outside (OOM killer) must not fail the row; one that it kills every time,
+        does."""
+        for attempt in range(1, TRIES + 1):
+            try:
+                result = self._submit(item).result()
+                self._crashes_in_a_row = 0
+                return result
+            except BrokenProcessPool:
+                if attempt < TRIES:
+                    time.sleep(BACKOFF_S * attempt)
+                self._restart()  # raises WorkersFailed if the pool itself cannot come back
         self._crashes_in_a_row += 1
         if self._crashes_in_a_row >= CRASHES_IN_A_ROW:
             raise WorkersFailed(
-                f"the decode workers died on {CRASHES_IN_A_ROW} files in a row, each tried twice "
-                "(out of memory? see dmesg); rows written so far are kept, a rerun retries them")
+                f"the decode workers died on {CRASHES_IN_A_ROW} files in a row, each tried "
+                f"{TRIES} times (out of memory? see dmesg); rows written so far are kept, a "
+                "rerun retries them")
         return self._on_crash(item)
 
 

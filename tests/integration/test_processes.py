@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psutil
@@ -157,3 +158,28 @@ def test_the_readme_api_example_runs_as_a_script_without_a_main_guard(
     rows = rows_in(out)
     assert sorted(r["id"] for r in rows) == sorted(c["id"] for c in clips[:3])
     assert {r["status"] for r in rows} == {"ok"}
+
+
+def _killed_from_outside(marks: str, item: str) -> str:
+    """SIGKILLs its own worker the first two times it meets "victim", as the OOM killer would."""
+    if item == "victim":
+        seen = len(os.listdir(marks))
+        if seen < 2:
+            open(os.path.join(marks, str(seen)), "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return item.upper()
+
+
+def _outside_killer(marks: str) -> Callable[[str], str]:
+    return partial(_killed_from_outside, marks)
+
+
+def test_a_worker_killed_from_outside_twice_does_not_fail_the_row(tmp_path) -> None:
+    marks = tmp_path / "kills"
+    marks.mkdir()
+    items = ["a", "b", "victim", "c", "d"]
+    with OrderedPool(partial(_outside_killer, str(marks)), workers=2,
+                     on_crash=lambda i: f"crashed {i}", window=4) as pool:
+        results = list(pool.map(items))
+    assert len(os.listdir(marks)) == 2  # the worker really was killed twice
+    assert results == [i.upper() for i in items]
