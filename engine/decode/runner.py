@@ -21,7 +21,7 @@ from engine.config import DecodeConfig, ModelConfig
 from engine.decode.assemble import TIME_PRECISION_S, compression_ratio, is_silence, to_segments
 from engine.decode.models import resolve_model
 from engine.decode.packing import share_is_suspect, split_window
-from engine.decode.words import Word, from_alignment
+from engine.decode.words import Word, from_alignment, unspoken_tail_s
 from engine.errors import ModelLoadError
 from engine.types import (
     FRAMES_PER_S,
@@ -182,7 +182,8 @@ class ModelRunner:
         results: list[ChunkResult] = []
         plain: list[tuple[list[Decoded], Route]] = []  # each plain chunk's decodes
         alone: list[tuple[Chunk, ChunkRequest]] = []  # members of packed windows, to redo
-        for run in self.continue_tails(self.decode_now(requests)):
+        words: dict[int, list[Word]] = {}  # word timings by id(Decoded), aligned once
+        for run in self.continue_tails(self.decode_now(requests), words):
             window = run[0].request.chunk
             if isinstance(window, Chunk):
                 plain.append((run, "alone"))
@@ -193,18 +194,20 @@ class ModelRunner:
                 else:
                     results.append(ChunkResult(member, tuple(share), "packed"))
         if alone:
-            runs = self.continue_tails(self.decode_now([request for _, request in alone]))
+            runs = self.continue_tails(self.decode_now([request for _, request in alone]), words)
             plain += [(run, "unpacked") for run in runs]
-        return results + self._plain_results(plain)
+        return results + self._plain_results(plain, words)
 
-    def _plain_results(self, plain: list[tuple[list[Decoded], Route]]) -> list[ChunkResult]:
+    def _plain_results(self, plain: list[tuple[list[Decoded], Route]],
+                       words: dict[int, list[Word]]) -> list[ChunkResult]:
         """Each plain chunk's segments (none from decodes judged silent); with word timings,
-        aligned for the whole batch at once, when segments are cut by them or words asked for."""
+        aligned for the whole batch at once (those not aligned yet), when segments are cut by
+        them or words asked for."""
         config = self.decode
         spoken = [d for run, _ in plain for d in run if not self._is_silence(d)]
-        words: dict[int, list[Word]] = {}
         if config.timestamps == "aligned" or config.word_timestamps:
-            words = {id(d): w for d, w in zip(spoken, self.align_batch(spoken), strict=True)}
+            missing = [d for d in spoken if id(d) not in words]
+            words.update(zip(map(id, missing), self.align_batch(missing), strict=True))
         results = []
         for run, route in plain:
             segments = [s for d in run if not self._is_silence(d) for s in to_segments(
@@ -357,13 +360,19 @@ class ModelRunner:
             decoded = [retried.get(id(d.request), d) for d in decoded]
         return decoded
 
-    def continue_tails(self, decoded: list[Decoded]) -> list[list[Decoded]]:
-        """Each chunk's decodes: the first, then continuations from where the model stopped."""
+    def continue_tails(self, decoded: list[Decoded],
+                       words: dict[int, list[Word]]) -> list[list[Decoded]]:
+        """Each chunk's decodes: the first, then continuations from where the model stopped
+        (`unfinished_tail_s`; aligned: `_aligned_tails_s`, which keeps the words in `words`)."""
         runs = [[d] for d in decoded]
+        active = runs
         for _ in range(MAX_CONTINUATIONS):
             todo = []
-            for run in runs:
-                from_s = self.unfinished_tail_s(run[-1])
+            if self.decode.timestamps == "aligned":
+                tails = self._aligned_tails_s([run[-1] for run in active], words)
+            else:
+                tails = [self.unfinished_tail_s(run[-1]) for run in active]
+            for run, from_s in zip(active, tails, strict=True):
                 if from_s is not None:
                     r = run[-1].request
                     todo.append((run, ChunkRequest(r.chunk.tail(from_s), *_prompt_of(r))))
@@ -371,7 +380,18 @@ class ModelRunner:
                 break
             for (run, _), d in zip(todo, self.decode_now([req for _, req in todo]), strict=True):
                 run.append(d)
+            active = [run for run, _ in todo]
         return runs
+
+    def _aligned_tails_s(self, decodes: list[Decoded],
+                         words: dict[int, list[Word]]) -> list[float | None]:
+        """Decoded without timestamps, a chunk whose aligned words end more than MIN_TAIL_S
+        before its end has left that speech out (issue 14): decode again from its last word."""
+        spoken = [d for d in decodes
+                  if isinstance(d.request.chunk, Chunk) and not self._is_silence(d)]
+        words.update(zip(map(id, spoken), self.align_batch(spoken), strict=True))
+        return [unspoken_tail_s(words.get(id(d), []), d.request.chunk.duration_s, MIN_TAIL_S)
+                for d in decodes]
 
     def redecode(self, failed: list[Decoded]) -> list[Decoded]:
         """Walk failed chunks up the temperature schedule; keep each chunk's best attempt."""

@@ -1,0 +1,44 @@
+"""Issue 14 units: where an aligned chunk's left-out speech begins, and previous-text prompts
+trimmed to one length per batch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.config import BatchConfig
+from engine.decode.batching import Batcher
+from engine.decode.words import Word, unspoken_tail_s
+from engine.types import Chunk, ChunkRequest, SpeechSpan
+
+
+def word(start_s: float, end_s: float) -> Word:
+    return Word(" w", (1,), start_s, end_s, 0.9)
+
+
+def test_unspoken_tail_starts_at_the_last_word_when_enough_chunk_follows() -> None:
+    assert unspoken_tail_s([word(0.5, 1.0), word(1.2, 20.0)], 29.0, 1.0) == 20.0
+    assert unspoken_tail_s([word(0.5, 1.0), word(1.2, 28.5)], 29.0, 1.0) is None
+    assert unspoken_tail_s([], 29.0, 1.0) is None
+
+
+def request(item: str, seconds: float, previous: int) -> ChunkRequest:
+    chunk = Chunk(item, 1, (SpeechSpan(0.0, seconds),), np.zeros((80, 3000), np.float32))
+    prompt = (50361, *range(100, 100 + previous), 50258, 50259) if previous else (50258, 50259)
+    return ChunkRequest(chunk, "en", "transcribe", prompt, trimmable=previous)
+
+
+def test_previous_text_prompts_of_one_batch_are_trimmed_to_the_shortest() -> None:
+    batcher = Batcher(BatchConfig(batch_size=3, sort_window=3))
+    batches = batcher.add([request("a", 20, 5), request("b", 25, 3), request("c", 28, 200)])
+    assert len(batches) == 1 and len({len(r.prompt_tokens) for r in batches[0]}) == 1
+    by_item = {r.chunk.item_id: r.prompt_tokens for r in batches[0]}
+    assert by_item["a"] == (50361, 102, 103, 104, 50258, 50259)  # the newest 3 kept
+    assert by_item["c"] == (50361, 297, 298, 299, 50258, 50259)
+
+
+def test_prompts_without_previous_text_are_never_trimmed_or_mixed_with_them() -> None:
+    batcher = Batcher(BatchConfig(batch_size=2, sort_window=2))
+    batches = batcher.add([request("a", 20, 0), request("b", 25, 4)]) + batcher.flush()
+    assert sorted(len(b) for b in batches) == [1, 1]
+    assert {r.prompt_tokens for b in batches for r in b} == {
+        (50258, 50259), (50361, 100, 101, 102, 103, 50258, 50259)}
