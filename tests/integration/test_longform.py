@@ -64,3 +64,62 @@ def assert_empty(row: dict) -> None:
     assert row["status"] == "empty" and row["text"] == ""
     assert not row["segments"] and not row["words"]
     assert row["duration_s"] == pytest.approx(60.0, abs=0.01)
+
+
+def long_file(clips: list[dict[str, str]], path: str, copies: int) -> str:
+    """The real test clips in turn with 0.5 s gaps, `copies` times over, as 16 kHz FLAC."""
+    from engine.prepare.audio import decode
+    from engine.types import AudioItem
+
+    gap = np.zeros(8000, dtype=np.float32)
+    one = [p for c in clips for p in (decode(AudioItem(c["id"], path=c["path"])), gap)]
+    soundfile.write(path, np.concatenate(one * copies), 16000)
+    return path
+
+
+def test_conditioned_chunks_go_in_order_prompted_with_the_text_so_far(clips, model_path,
+                                                                     tmp_path) -> None:
+    """Each file's chunk k+1 is submitted only after chunk k's result is back, prompted with the
+    text so far; batches still hold chunks of several files; every chunk is decoded once."""
+    from engine.decode.runner import ModelRunner
+    from engine.decode.stream import decode_stream
+    from engine.prepare.stage import Preparer
+    from engine.types import AudioItem, ItemResult
+
+    paths = [long_file(clips[i:] + clips[:i], str(tmp_path / f"{i}.flac"), 1) for i in range(3)]
+    items = [AudioItem(f"long{i}", path=path) for i, path in enumerate(paths)]
+    decode = DecodeConfig(timestamps="aligned", condition_on_previous_text=True)
+    config = TranscribeConfig(manifest="unused", output="unused",
+                              model=ModelConfig(path=model_path, device="cpu"),
+                              batch=BatchConfig(batch_size=2), decode=decode)
+    runner = ModelRunner(config.model, config.decode)
+    submitted: list[list] = []
+    done: set[tuple[str, int]] = set()
+    original = runner.decode_batch
+
+    def decode_batch(requests):
+        submitted.append([(r.chunk.item_id, r.chunk.index, r.prompt_tokens) for r in requests])
+        for r in requests:  # the chunk before has come back already
+            assert r.chunk.index == 0 or (r.chunk.item_id, r.chunk.index - 1) in done
+        results = original(requests)
+        done.update((r.chunk.item_id, r.chunk.index) for r in results)
+        return results
+
+    runner.decode_batch = decode_batch
+    prepare = Preparer(VadConfig(), runner.n_mels)
+    try:
+        rows = list(decode_stream((prepare(i) for i in items), runner, config))
+    finally:
+        runner.close()
+    assert all(isinstance(r, ItemResult) and r.status == "ok" for r in rows)
+    chunks = [(i, k) for batch in submitted for i, k, _ in batch]
+    assert len(chunks) == len(set(chunks)) >= 6 and max(k for _, k in chunks) >= 1
+    assert any(len({i for i, _, _ in batch}) > 1 for batch in submitted)
+    sot_prev = runner.tokenizer().sot_prev
+    text = {r.item.item_id: r.text for r in rows}
+    for batch in submitted:
+        for item_id, index, prompt in batch:
+            assert (prompt[0] == sot_prev) == (index > 0)
+            if index > 0:  # the prompt's words come from the file's own text
+                said = runner.tokenizer().decode([t for t in prompt[1:] if t < sot_prev])
+                assert said.split()[-1] in text[item_id]
