@@ -5,7 +5,7 @@ matrix throughput; this one uses scaled-dot-product (flash) attention. Its outpu
 device and is handed to CTranslate2's `generate`/`align`/`detect_language` through
 `StorageView.from_array` (no copy, no host round trip). The weights are read from model.bin
 itself (`engine.decode.ct2_weights`), so any CTranslate2 Whisper folder works, int8 ones
-dequantized. It also computes Whisper's log-mel on the device (`log_mel`).
+dequantized.
 
 Import this module only where torch is wanted: torch is not a dependency of the CPU path.
 """
