@@ -61,7 +61,7 @@ def read_h5(path: str) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as f:
             f.visititems(visit)
     except OSError as e:
-        raise ConversionError(f"cannot read {path}: {e}") from e
+        raise ConversionError(f"cannot read {path}: {str(e).splitlines()[0]}") from e
     return arrays
 
 
