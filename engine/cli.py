@@ -92,11 +92,13 @@ def _run_and_report(config: TranscribeConfig, as_json: bool, quiet: bool) -> Non
 
 def _final_line(report: dict[str, Any], output: str) -> str:
     """"30 rows: 8 already done, 22 transcribed (20 ok, 0 empty, 2 error); ..." """
+    from engine.io.storage import redact
+
     counts = report["counts"]
     return (f"{report['manifest_rows']} rows: {report['skipped_already_done']} already done, "
             f"{report['rows']} transcribed ({counts['ok']} ok, {counts['empty']} empty, "
             f"{counts['error']} error); {report['audio_hours']:.3f} h of audio at "
-            f"{report['audio_s_per_s']:.1f}x realtime -> {output}")
+            f"{report['audio_s_per_s']:.1f}x realtime -> {redact(output)}")
 
 
 @cli.command()
@@ -163,10 +165,11 @@ def manifest(audio_dir: str, output: str, include: tuple[str, ...], exclude: tup
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON on stdout.")
 def convert(source: str, output: str, quantization: str, tokenizer_from: str | None,
             force: bool, verify: bool, as_json: bool) -> None:
-    """Convert a Hugging Face Whisper checkpoint SOURCE into a CTranslate2 model in OUTPUT.
+    """Convert a Whisper checkpoint SOURCE into a CTranslate2 model in OUTPUT.
 
-    SOURCE is a local folder: a save_pretrained output, a sharded checkpoint, or a Trainer
-    checkpoint-N folder (its tokenizer is looked for in the run folder above it). Needs the
+    SOURCE is a local folder: a Hugging Face save_pretrained output, a sharded checkpoint, a
+    Trainer checkpoint-N folder (its tokenizer is looked for in the run folder above it), or a
+    KerasHub WhisperBackbone preset (save_to_preset). Needs the
     convert extra (torch, transformers).
 
     \b
