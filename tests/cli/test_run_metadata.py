@@ -1,4 +1,5 @@
-"""Run metadata (`_runs/`, `_summary.json`), the resumed run's counts, and mixed settings.
+"""Run metadata (`.batchscribe/runs/`, `.batchscribe/summary.json`), the resumed run's counts, and
+mixed settings.
 
 Each test runs the real tiny.en model on real clips through the command line.
 """
