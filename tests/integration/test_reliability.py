@@ -114,3 +114,40 @@ def test_sigkill_during_a_retry_then_rerun_gives_every_id_once(
     rows = all_rows(str(out))
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert {r["status"] for r in rows} == {"ok"}
+
+
+def test_a_file_whose_worker_dies_every_time_is_a_transient_row_that_a_rerun_heals(
+        clips, model_path, write_manifest, tmp_path, read_rows) -> None:
+    """A row lost to a dead decode worker (a decoder crash, the OOM killer) is `transient`: the
+    next run, with workers that no longer die, transcribes it and leaves its id once."""
+    victim = str(tmp_path / "victim.flac")
+    shutil.copy(clips[1]["path"], victim)
+    manifest = write_manifest({"id": ["good", "victim"], "path": [clips[0]["path"], victim]})
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(  # in the spawned decode workers only
+        "import os, sys\n"
+        "if '--multiprocessing-fork' in sys.argv:\n"
+        "    from engine.prepare.stage import Preparer\n"
+        "    call = Preparer.__call__\n"
+        "    def dying(self, item):\n"
+        "        if 'victim' in item.source:\n"
+        "            os._exit(1)\n"
+        "        return call(self, item)\n"
+        "    Preparer.__call__ = dying\n")
+    out = str(tmp_path / "out")
+    cmd = [sys.executable, "-m", "engine", "transcribe", manifest, "-o", out, "-q",
+           "--model", model_path, "--device", "cpu", "--beam-size", "1", "-j", "1"]
+    dying = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, PYTHONPATH=str(site)))
+    assert dying.returncode == 3, dying.stderr
+    rows = read_rows(out)
+    assert rows["good"]["status"] == "ok"
+    assert (rows["victim"]["status"], rows["victim"]["error_kind"]) == ("error", "transient")
+    assert "decode worker died on this file 3 times" in rows["victim"]["error"]
+
+    healed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert healed.returncode == 0, healed.stderr
+    rows = read_rows(out)  # asserts each id once
+    assert rows["victim"]["status"] == "ok" and rows["victim"]["error_kind"] is None
+    assert rows["victim"]["text"]
