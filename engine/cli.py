@@ -73,19 +73,21 @@ def run_job(job_file: str, as_json: bool, quiet: bool) -> None:
     try:
         config = load_job(job_file)
     except EngineError as e:
-        raise click.ClickException(str(e)) from e
+        raise _failure(str(e)) from e
     _run_and_report(config, as_json, quiet)
 
 
 def _run_and_report(config: TranscribeConfig, as_json: bool, quiet: bool) -> None:
+    from engine.io.storage import redact
+
     report = _run_transcription(config, show_progress=not quiet and sys.stderr.isatty())
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
         click.echo(_final_line(report, config.output), err=True)
     for difference in report["mixed_settings"]:
-        click.echo(f"warning: rows of {config.output} were written with other settings: "
-                   f"{difference}", err=True)
+        click.echo(f"warning: rows of {redact(config.output)} were written with other "
+                   f"settings: {difference}", err=True)
     if report["counts"]["error"]:
         sys.exit(EXIT_ITEM_ERRORS)
 
@@ -137,7 +139,7 @@ def manifest(audio_dir: str, output: str, include: tuple[str, ...], exclude: tup
         summary = write_manifest(scan_rows(audio_dir, manifest_dir, options), output,
                                  on_row=lambda row: bar.update(1))
     except EngineError as e:
-        raise click.ClickException(str(e)) from e
+        raise _failure(str(e)) from e
     finally:
         bar.close()
     report = {"files": summary.files, "audio_hours": round(summary.audio_s / 3600, 4),
@@ -184,7 +186,7 @@ def convert(source: str, output: str, quantization: str, tokenizer_from: str | N
         if verify:
             metadata["parity"] = _verify(output, metadata["source"], quantization)
     except EngineError as e:
-        raise click.ClickException(_with_flag_hints(str(e))) from e
+        raise _failure(_with_flag_hints(str(e))) from e
     if as_json:
         click.echo(json.dumps(metadata, indent=2, sort_keys=True))
     else:
@@ -248,7 +250,7 @@ def eval_command(output_dir: str, reference_column: str, manifest_path: str | No
     try:
         report = evaluate_pairs(load_pairs(output_dir, reference_column, manifest_path))
     except EngineError as e:
-        raise click.ClickException(_with_flag_hints(str(e))) from e
+        raise _failure(_with_flag_hints(str(e))) from e
     summary = report.summary(worst)
     if per_row:
         _write_per_row(report, per_row)
@@ -290,12 +292,14 @@ def export_command(output_dir: str, formats: tuple[str, ...], target: str, words
     try:
         summary = export(output_dir, target, formats, words=words)
     except EngineError as e:
-        raise click.ClickException(str(e)) from e
+        raise _failure(str(e)) from e
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2, sort_keys=True))
     else:
+        from engine.io.storage import redact
+
         click.echo(f"{summary.rows} rows: {summary.files} files ({', '.join(summary.formats)}), "
-                   f"{summary.skipped_errors} error rows skipped -> {target}", err=True)
+                   f"{summary.skipped_errors} error rows skipped -> {redact(target)}", err=True)
 
 
 def _write_per_row(report: Any, path: str) -> None:
@@ -320,13 +324,23 @@ def _run_transcription(config: TranscribeConfig, show_progress: bool) -> dict[st
         try:
             return run(config, on_outcome=progress.update, on_start=progress.start)
         except EngineError as e:
-            raise click.ClickException(_with_flag_hints(str(e))) from e
+            raise _failure(_with_flag_hints(str(e))) from e
         except Stopped as e:  # the rows finished so far were committed on the way out
+            from engine.io.storage import redact
+
             click.echo(f"\nstopped by {e.name}: rows finished so far are kept in "
-                       f"{config.output}; rerun the same command to go on", err=True)
+                       f"{redact(config.output)}; rerun the same command to go on", err=True)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(e.exit_code)  # not waiting for the model's batch in flight (its rows are lost)
+
+
+def _failure(message: str) -> click.ClickException:
+    """The one-line error (exit 1) for a library error, without secrets of the URIs it names
+    (a library's own message, such as fsspec's, may repeat a URI whole)."""
+    from engine.io.storage import redact
+
+    return click.ClickException(redact(message))
 
 
 def _with_flag_hints(message: str) -> str:

@@ -105,7 +105,8 @@ def export(output_dir: str, target_dir: str, formats: tuple[str, ...],
         raise ExportError(f"{storage.redact(output_dir)} has no Parquet parts to export "
                           "(not a transcription output, or nothing committed yet)")
     storage.make_dirs(target_dir)
-    summary = ExportSummary(formats=tuple(dict.fromkeys(formats)), target=target_dir)
+    summary = ExportSummary(formats=tuple(dict.fromkeys(formats)),
+                            target=storage.redact(target_dir))  # shown: no secret
     namer = FileNamer()
     for row in iter_rows(parts):
         summary.rows += 1
@@ -143,7 +144,8 @@ def iter_rows(parts: list[str]) -> Iterator[dict[str, Any]]:
         except FileNotFoundError:
             continue  # rewritten by a run settling the folder meanwhile: its rows moved
         except (pa.ArrowException, OSError) as e:
-            raise OutputError(f"part {storage.redact(part)} cannot be read: {e}") from e
+            raise OutputError(f"part {storage.redact(part)} cannot be read: "
+                              f"{storage.redact(str(e))}") from e
 
 
 def cues(row: dict[str, Any], words: bool) -> list[Cue]:

@@ -66,7 +66,8 @@ def _resolve_uri(source: str) -> list[str]:
         else:
             raise ManifestError(f"manifest {storage.redact(source)!r} does not exist")
     except OSError as e:
-        raise ManifestError(f"manifest {storage.redact(source)!r} cannot be listed: {e}") from e
+        raise ManifestError(f"manifest {storage.redact(source)!r} cannot be listed: "
+                            f"{storage.redact(str(e))}") from e
     if not files:
         raise ManifestError(f"manifest {storage.redact(source)!r} matches no Parquet file")
     return files
@@ -79,7 +80,8 @@ def _open(path: str) -> pq.ParquetFile:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise ManifestError(
-            f"manifest file {storage.redact(path)} is not readable Parquet: {e}") from e
+            f"manifest file {storage.redact(path)} is not readable Parquet: "
+            f"{storage.redact(str(e))}") from e
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class Manifest:
                     yield path, batch
             except (pa.ArrowException, OSError) as e:
                 raise ManifestError(
-                    f"manifest file {storage.redact(path)} cannot be read: {e}") from e
+                    f"manifest file {storage.redact(path)} cannot be read: "
+                    f"{storage.redact(str(e))}") from e
 
     def iter_ids(self) -> Iterator[str]:
         """Every row's id, in manifest order."""

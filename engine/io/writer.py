@@ -221,7 +221,8 @@ def _put_whole(location: str, write: Any) -> None:
         write(tmp)
         storage.put_file(tmp, location)
     except OSError as e:
-        raise OutputError(f"cannot write {storage.redact(location)}: {e}") from e
+        raise OutputError(f"cannot write {storage.redact(location)}: "
+                          f"{storage.redact(str(e))}") from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -292,3 +292,28 @@ def test_transient_error_row_in_s3_output_is_retried_and_replaced(s3, short, mod
     rows = read_remote_rows(out)
     assert sorted(r["id"] for r in rows) == ["early", "late"]
     assert {r["status"] for r in rows} == {"ok"}
+
+
+def test_command_line_output_and_errors_carry_no_secret_of_a_uri(http_base, model_path,
+                                                                  tmp_path) -> None:
+    """The final line, --json and a one-line error name the manifest and output without the
+    user info or signed query of their URIs (also where a library's own message repeats them)."""
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    signed = http_base.replace("://", f"://user:{SECRET}@")
+    common = ["--model", model_path, "--device", "cpu", "--beam-size", "1", "-j", "0"]
+    out = str(tmp_path / "out")
+    manifest = f"{signed}/manifests/m.parquet?sig={SECRET}"
+    done = CliRunner().invoke(cli, ["transcribe", manifest, "-o", out, *common])
+    assert done.exit_code == 0, done.output
+    assert "3 transcribed" in done.output and SECRET not in done.output
+    again = CliRunner().invoke(cli, ["transcribe", manifest, "-o", out, "--json", *common])
+    assert again.exit_code == 0, again.output
+    assert '"manifest"' in again.output and SECRET not in again.output
+    failed = CliRunner().invoke(cli, ["transcribe", f"{signed}/nosuch.parquet?sig={SECRET}",
+                                      "-o", str(tmp_path / "out2"), *common])
+    assert failed.exit_code == 1
+    (line,) = failed.output.strip().splitlines()
+    assert "nosuch.parquet" in line and SECRET not in line and "user" not in line
