@@ -111,9 +111,9 @@ def check_settings(output_dir: str, current: dict[str, Any], allow_mixed: bool) 
     found = differences(output_dir, current)
     if found and not allow_mixed:
         raise ConfigError(
-            f"{output_dir} holds rows written with other settings ({'; '.join(found)}); "
-            "rerun with the same model and options, use another output folder, or allow "
-            "mixed settings")
+            f"{storage.redact(output_dir)} holds rows written with other settings "
+            f"({'; '.join(found)}); rerun with the same model and options, use another output "
+            "folder, or allow mixed settings")
     return found
 
 

@@ -89,3 +89,23 @@ def test_an_earlier_versions_run_json_moves_under_runs(resumed, clips) -> None:
     assert invoke("transcribe", manifest, "-o", out, *common).exit_code == 0
     assert not os.path.exists(os.path.join(out, "run.json"))
     assert any("legacy-run.json" in n for n in os.listdir(os.path.join(out, RUNS_DIR)))
+
+
+def test_rerun_with_another_model_is_refused(resumed, model_path, tmp_path) -> None:
+    """Another model is known by its content (config.json and model.bin), not its path."""
+    out, manifest, common, _ = resumed
+    other = tmp_path / "other-model"
+    other.mkdir()
+    for name in os.listdir(model_path):
+        if name != "config.json":
+            os.symlink(os.path.join(model_path, name), other / name)
+    with open(os.path.join(model_path, "config.json"), encoding="utf-8") as f:
+        (other / "config.json").write_text(f.read() + "\n")  # same weights, other content hash
+    args = [a if a != model_path else str(other) for a in common]
+    refused = invoke("transcribe", manifest, "-o", out, *args)
+    assert refused.exit_code == 1
+    assert "model_sha256_16" in refused.output and "--allow-mixed" in refused.output
+    same_content = tmp_path / "same-model"
+    os.symlink(model_path, same_content)  # the same model under another path
+    moved = [a if a != model_path else str(same_content) for a in common]
+    assert invoke("transcribe", manifest, "-o", out, *moved).exit_code == 0
