@@ -9,7 +9,12 @@ between the engine and faster-whisper's sequential loop:
 - lj_chapter_b: LJ001-0021..0032, the sentences that follow;
 - mfa_clips: the Montreal Forced Aligner example clips (one speaker, conversational, disfluent);
 - many_speakers: short clips of many speakers and sources (LibriSpeech, Common Voice,
-  SpeechBrain, Picovoice, JFK), so every gap is also a change of voice.
+  SpeechBrain, Picovoice, JFK), so every gap is also a change of voice;
+- lucier_room: Alvin Lucier's "I am sitting in a room" (gentle's example), one real 101 s
+  recording, nothing joined;
+- conversational: the corpus's longer spontaneous recordings (an earnings call, the MFA acoustic
+  and cold corpora, Picovoice's diarization test, an 8 kHz Harvard-sentences reading): fillers,
+  restarts, telephone bandwidth.
 Writes one 16 kHz FLAC per file and `references.tsv` (id, file, duration_s, reference_text).
 """
 
@@ -48,6 +53,11 @@ SETS: dict[str, list[str]] = {
         "librispeech_2412-153948-0000", "speechbrain_spk1_snt3", "common_voice_en_22058266",
         "jfk_inaugural", "speechbrain_spk2_snt4", "speechbrain_example1",
         "common_voice_en_22058267", "speechbrain_spk1_snt4",
+    ],
+    "lucier_room": ["gentle_lucier"],
+    "conversational": [
+        "earnings22_1_4482311_3_62", "mfa_acoustic_corpus", "osr_us_000_0034_8k",
+        "mfa_cold_corpus", "picovoice_diarization_test", "mfa_cold_corpus3",
     ],
 }
 

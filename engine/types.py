@@ -59,6 +59,8 @@ class Chunk:
     spans: tuple[SpeechSpan, ...]  # source spans, in order, that make up this chunk
     features: np.ndarray  # log-mel, [n_mels, 3000] float32; [n_mels, 0] while `spilled`
     spilled: SpilledFeatures | None = None  # where the features wait on disk (long files)
+    # where VAD heard speech, in chunk time (None: VAD off); words must cover it (issue 14)
+    voiced: tuple[SpeechSpan, ...] | None = None
 
     @property
     def duration_s(self) -> float:
@@ -68,7 +70,7 @@ class Chunk:
         """This chunk with its features in memory (read back from disk when spilled)."""
         if self.spilled is None:
             return self
-        return Chunk(self.item_id, self.index, self.spans, self.spilled.read())
+        return Chunk(self.item_id, self.index, self.spans, self.spilled.read(), None, self.voiced)
 
     def to_source_time(self, chunk_time_s: float) -> float:
         """Map a time inside the chunk back to a time in the source file."""
@@ -88,7 +90,11 @@ class Chunk:
             if cut < span.duration_s:
                 spans.append(SpeechSpan(span.start_s + cut, span.end_s))
             elapsed += span.duration_s
-        return Chunk(self.item_id, self.index, tuple(spans), shift_features(self.features, from_s))
+        voiced = None if self.voiced is None else tuple(
+            SpeechSpan(max(0.0, v.start_s - from_s), v.end_s - from_s)
+            for v in self.voiced if v.end_s > from_s)
+        return Chunk(self.item_id, self.index, tuple(spans), shift_features(self.features, from_s),
+                     None, voiced)
 
 
 class FeatureFile:

@@ -19,9 +19,17 @@ import numpy as np
 
 from engine.config import DecodeConfig, ModelConfig
 from engine.decode.assemble import TIME_PRECISION_S, compression_ratio, is_silence, to_segments
+from engine.decode.continuation import (
+    MIN_GAIN_S,
+    MIN_LEFT_OUT_S,
+    cut_before,
+    left_out_s,
+    uncovered_s,
+    unspoken_tail_s,
+)
 from engine.decode.models import resolve_model
 from engine.decode.packing import share_is_suspect, split_window
-from engine.decode.words import Word, from_alignment, unspoken_tail_s
+from engine.decode.words import Word, from_alignment
 from engine.errors import ModelLoadError
 from engine.types import (
     FRAMES_PER_S,
@@ -362,36 +370,93 @@ class ModelRunner:
 
     def continue_tails(self, decoded: list[Decoded],
                        words: dict[int, list[Word]]) -> list[list[Decoded]]:
-        """Each chunk's decodes: the first, then continuations from where the model stopped
-        (`unfinished_tail_s`; aligned: `_aligned_tails_s`, which keeps the words in `words`)."""
+        """Each chunk's decodes: the first, then continuations from where the decoder left speech
+        out (`_left_out`), each decode before them cut to its words before that point. A
+        continuation that hears no more of the voiced speech than the cut-off words did is
+        dropped and the decode kept whole. The words of every spoken plain decode are kept in
+        `words` once aligned."""
         runs = [[d] for d in decoded]
         active = runs
         for _ in range(MAX_CONTINUATIONS):
-            todo = []
-            if self.decode.timestamps == "aligned":
-                tails = self._aligned_tails_s([run[-1] for run in active], words)
-            else:
-                tails = [self.unfinished_tail_s(run[-1]) for run in active]
-            for run, from_s in zip(active, tails, strict=True):
-                if from_s is not None:
-                    r = run[-1].request
-                    todo.append((run, ChunkRequest(r.chunk.tail(from_s), *_prompt_of(r))))
+            todo: list[tuple[list[Decoded], float, Decoded]] = []  # run, from where, uncut
+            for run, found in zip(active, self._left_out([run[-1] for run in active], words),
+                                  strict=True):
+                if found is not None:
+                    todo.append((run, found[0], run[-1]))
+                    run[-1] = found[1]
             if not todo:
                 break
-            for (run, _), d in zip(todo, self.decode_now([req for _, req in todo]), strict=True):
-                run.append(d)
-            active = [run for run, _ in todo]
+            tails = self.decode_now([ChunkRequest(run[-1].request.chunk.tail(from_s),
+                                                  *_prompt_of(run[-1].request))
+                                     for run, from_s, _ in todo])
+            self._align_missing(tails, words)
+            active = []
+            for (run, from_s, uncut), tail in zip(todo, tails, strict=True):
+                cut = run[-1]
+                if self._hears_more(uncut, from_s, tail, words):
+                    if cut is not uncut:
+                        words.pop(id(uncut), None)
+                    run.append(tail)
+                    active.append(run)
+                else:
+                    if cut is not uncut:
+                        words.pop(id(cut), None)
+                    words.pop(id(tail), None)
+                    run[-1] = uncut
         return runs
 
-    def _aligned_tails_s(self, decodes: list[Decoded],
-                         words: dict[int, list[Word]]) -> list[float | None]:
-        """Decoded without timestamps, a chunk whose aligned words end more than MIN_TAIL_S
-        before its end has left that speech out (issue 14): decode again from its last word."""
-        spoken = [d for d in decodes
-                  if isinstance(d.request.chunk, Chunk) and not self._is_silence(d)]
-        words.update(zip(map(id, spoken), self.align_batch(spoken), strict=True))
-        return [unspoken_tail_s(words.get(id(d), []), d.request.chunk.duration_s, MIN_TAIL_S)
-                for d in decodes]
+    def _hears_more(self, uncut: Decoded, from_s: float, tail: Decoded,
+                    words: dict[int, list[Word]]) -> bool:
+        """Whether a continuation from `from_s` covers at least MIN_GAIN_S more of the chunk's
+        voiced speech than the uncut decode's words did (always, when VAD is off)."""
+        chunk, tail_chunk = uncut.request.chunk, tail.request.chunk
+        if not isinstance(chunk, Chunk) or not isinstance(tail_chunk, Chunk):
+            return True
+        if chunk.voiced is None or tail_chunk.voiced is None:
+            return True
+        if id(tail) not in words or id(uncut) not in words:
+            return False
+        return (uncovered_s(words[id(tail)], tail_chunk.voiced)
+                <= uncovered_s(words[id(uncut)], chunk.voiced, from_s) - MIN_GAIN_S)
+
+    def _align_missing(self, decodes: list[Decoded], words: dict[int, list[Word]]) -> None:
+        """Align the spoken plain decodes that `words` lacks and where words are used: chunks with
+        voiced speech known, and every chunk in aligned mode."""
+        aligned = self.decode.timestamps == "aligned"
+        missing = [d for d in decodes if isinstance(d.request.chunk, Chunk)
+                   and id(d) not in words and not self._is_silence(d)
+                   and (d.request.chunk.voiced is not None or aligned)]
+        words.update(zip(map(id, missing), self.align_batch(missing), strict=True))
+
+    def _left_out(self, decodes: list[Decoded],
+                  words: dict[int, list[Word]]) -> list[tuple[float, Decoded] | None]:
+        """For each decode that left speech out: where to decode its chunk again from, and the
+        decode cut before that point. With VAD, that is voiced speech no aligned word covers
+        (`continuation.left_out_s`); without, a tail after the last word (aligned) or after the
+        last closed segment (tokens)."""
+        config = self.decode
+        self._align_missing(decodes, words)
+        out: list[tuple[float, Decoded] | None] = []
+        for d in decodes:
+            chunk = d.request.chunk
+            from_s = None
+            if isinstance(chunk, Chunk) and id(d) in words:
+                from_s = (unspoken_tail_s(words[id(d)], chunk.duration_s, MIN_TAIL_S)
+                          if chunk.voiced is None else
+                          left_out_s(words[id(d)], chunk.voiced, MIN_LEFT_OUT_S, MIN_TAIL_S))
+            elif config.timestamps == "tokens" and not self._is_silence(d):
+                from_s = self.unfinished_tail_s(d)
+            if from_s is None:
+                out.append(None)
+                continue
+            if id(d) not in words:
+                out.append((from_s, d))
+                continue
+            cut, kept = cut_before(d, from_s, words[id(d)], self.tokenizer(
+                d.request.language, d.request.task), config.timestamps == "tokens")
+            words[id(cut)] = kept
+            out.append((from_s, cut))
+        return out
 
     def redecode(self, failed: list[Decoded]) -> list[Decoded]:
         """Walk failed chunks up the temperature schedule; keep each chunk's best attempt."""

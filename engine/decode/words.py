@@ -107,12 +107,3 @@ def cut_segments(words: list[Word]) -> list[list[Word]]:
     if current:
         segments.append(current)
     return segments
-
-
-def unspoken_tail_s(words: list[Word], duration_s: float, min_tail_s: float) -> float | None:
-    """Where a chunk's speech left out by the decoder begins: the end of its last aligned word,
-    when at least `min_tail_s` of the chunk follows it; None when it has no words."""
-    if not words:
-        return None
-    end_s = max(word.end_s for word in words)
-    return end_s if end_s > 0.0 and duration_s - end_s >= min_tail_s else None

@@ -34,3 +34,19 @@ def plan_chunks(spans: list[SpeechSpan], limit_s: float = WINDOW_S) -> list[tupl
     if current:
         chunks.append(tuple(current))
     return chunks
+
+
+def voiced_in_chunk(group: tuple[SpeechSpan, ...],
+                    voiced: list[SpeechSpan]) -> tuple[SpeechSpan, ...]:
+    """The voiced stretches that fall inside a chunk's spans, in chunk time (the spans glued
+    end to end, as the chunk's audio is)."""
+    out: list[SpeechSpan] = []
+    elapsed = 0.0
+    for span in group:
+        for v in voiced:
+            start, end = max(v.start_s, span.start_s), min(v.end_s, span.end_s)
+            if end > start:
+                out.append(SpeechSpan(elapsed + start - span.start_s,
+                                      elapsed + end - span.start_s))
+        elapsed += span.duration_s
+    return tuple(out)

@@ -22,8 +22,9 @@ from engine.config import VadConfig
 from engine.errors import ItemFailure
 from engine.failure_kind import failure_kind
 from engine.prepare.audio import SAMPLE_RATE_HZ, decode
-from engine.prepare.chunking import plan_chunks
+from engine.prepare.chunking import plan_chunks, voiced_in_chunk
 from engine.prepare.features import FeatureComputer
+from engine.prepare.vad import Speech, SpeechDetector, whole_windows
 from engine.prepare.windows import SampleCutter, decode_windows, probe_duration_s
 from engine.types import (
     AudioItem,
@@ -43,8 +44,6 @@ class Preparer:
 
     def __init__(self, vad: VadConfig, n_mels: int, spill_dir: str | None = None,
                  stream_above_s: float | None = STREAM_ABOVE_S) -> None:
-        from engine.prepare.vad import SpeechDetector
-
         self._detector = SpeechDetector(vad, SAMPLE_RATE_HZ)
         self._features = FeatureComputer(n_mels)
         self._spill_dir = spill_dir
@@ -67,22 +66,22 @@ class Preparer:
                 return self._prepare_windowed(item, started)
         samples = decode(item)
         duration_s = samples.size / SAMPLE_RATE_HZ
-        spans = self._detector.detect(samples)
+        speech = self._detector.find(whole_windows(samples))
         chunks = tuple(
             Chunk(item.item_id, index, _to_source(group, item),
-                  self._features(_cut(samples, group)))
-            for index, group in enumerate(plan_chunks(spans))
+                  self._features(_cut(samples, group)), None, _voiced(group, speech))
+            for index, group in enumerate(plan_chunks(speech.spans))
         )
         speech_s = sum(chunk.duration_s for chunk in chunks)
         return PreparedItem(item, duration_s, speech_s, chunks,
                             prepare_s=time.perf_counter() - started)
 
     def _prepare_windowed(self, item: AudioItem, started: float) -> PreparedItem:
-        total, spans = self._detector.detect_windows(decode_windows(item))
-        groups = plan_chunks(spans)
+        speech = self._detector.find(decode_windows(item))
+        groups = plan_chunks(speech.spans)
         spill = _Spill(self._spill_dir) if self._spill_dir and len(groups) > 1 else None
         try:
-            chunks = tuple(self._windowed_chunks(item, groups, spill))
+            chunks = tuple(self._windowed_chunks(item, groups, speech, spill))
         except BaseException:
             if spill is not None:
                 spill.discard()
@@ -90,23 +89,24 @@ class Preparer:
         if spill is not None:
             spill.close()
         speech_s = sum(chunk.duration_s for chunk in chunks)
-        return PreparedItem(item, total / SAMPLE_RATE_HZ, speech_s, chunks,
+        return PreparedItem(item, speech.total_samples / SAMPLE_RATE_HZ, speech_s, chunks,
                             prepare_s=time.perf_counter() - started)
 
     def _windowed_chunks(self, item: AudioItem, groups: list[tuple[SpeechSpan, ...]],
-                         spill: _Spill | None) -> Iterator[Chunk]:
+                         speech: Speech, spill: _Spill | None) -> Iterator[Chunk]:
         samples = SampleCutter(decode_windows(item))
         for index, group in enumerate(groups):
             pieces = [samples.cut(int(s.start_s * SAMPLE_RATE_HZ), int(s.end_s * SAMPLE_RATE_HZ))
                       for s in group]
             features = self._features(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
             # the first chunk stays in memory: language detection and packing read it early
+            voiced = _voiced(group, speech)
             if spill is None or index == 0:
-                yield Chunk(item.item_id, index, _to_source(group, item), features)
+                yield Chunk(item.item_id, index, _to_source(group, item), features, None, voiced)
             else:
                 yield Chunk(item.item_id, index, _to_source(group, item),
                             np.zeros((features.shape[0], 0), dtype=np.float32),
-                            spill.write(features))
+                            spill.write(features), voiced)
 
 
 class _Spill:
@@ -138,6 +138,10 @@ def _cut(samples: np.ndarray, spans: tuple[SpeechSpan, ...]) -> np.ndarray:
         samples[int(s.start_s * SAMPLE_RATE_HZ): int(s.end_s * SAMPLE_RATE_HZ)] for s in spans
     ]
     return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+
+
+def _voiced(group: tuple[SpeechSpan, ...], speech: Speech) -> tuple[SpeechSpan, ...] | None:
+    return None if speech.voiced is None else voiced_in_chunk(group, speech.voiced)
 
 
 def _to_source(spans: tuple[SpeechSpan, ...], item: AudioItem) -> tuple[SpeechSpan, ...]:

@@ -1,22 +1,41 @@
 """Voice activity detection: speech spans of a waveform, with faster-whisper's Silero model.
 
+Two views of the same speech probabilities: `spans`, faster-whisper's padded speech segments
+(silences under `min_silence_duration_ms` kept inside), which become the chunks; and `voiced`,
+the frames the model itself hears as speech (no padding, no bridged pauses), which tell the
+decoder where a chunk's words must be (issue 14: speech the decoder left out is decoded again).
 The Silero ONNX model ships inside the faster-whisper wheel; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.config import VadConfig
+from engine.prepare.windows import WINDOW_SAMPLES
 from engine.types import SpeechSpan
 
 if TYPE_CHECKING:
     from faster_whisper.vad import VadOptions
 
 MAX_SPAN_S = 30.0
+# Voiced frames: speech probability from this share of the VAD threshold. Atypical voices (a
+# cold, whispering) stay at 0.2-0.5 through whole sentences; silence and noise stay below 0.1.
+VOICED_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """What VAD found in some audio: its length, its speech spans, and its voiced frames (None
+    when VAD is off: nothing is known about where the speech is)."""
+
+    total_samples: int
+    spans: list[SpeechSpan]
+    voiced: list[SpeechSpan] | None
 
 
 class SpeechDetector:
@@ -34,28 +53,42 @@ class SpeechDetector:
             speech_pad_ms=config.speech_pad_ms,
             max_speech_duration_s=MAX_SPAN_S,
         )
+        self._voiced_options = VadOptions(  # the hysteresis alone: no padding, no bridging
+            threshold=config.threshold * VOICED_SHARE, min_speech_duration_ms=0,
+            min_silence_duration_ms=0, speech_pad_ms=0, max_speech_duration_s=float("inf"))
         get_vad_model()  # load the ONNX session now, not on the first item
 
     def detect(self, samples: np.ndarray) -> list[SpeechSpan]:
         """Speech spans in seconds; the whole audio when VAD is disabled."""
-        if not self._config.enabled:
-            return [SpeechSpan(0.0, samples.size / self._rate)]
-        from faster_whisper.vad import get_speech_timestamps
-
-        stamps = get_speech_timestamps(samples, self._options, sampling_rate=self._rate)
-        return [SpeechSpan(s["start"] / self._rate, s["end"] / self._rate) for s in stamps]
+        return self.find(whole_windows(samples)).spans
 
     def detect_windows(self, windows: Iterable[np.ndarray]) -> tuple[int, list[SpeechSpan]]:
         """(samples, speech spans) of audio given as `windows.WINDOW_SAMPLES`-sized windows (the
         last may be shorter): the spans `detect` finds on the whole audio, without holding it."""
+        speech = self.find(windows)
+        return speech.total_samples, speech.spans
+
+    def find(self, windows: Iterable[np.ndarray]) -> Speech:
+        """Speech spans and voiced frames of audio given as `windows.WINDOW_SAMPLES`-sized
+        windows (the last may be shorter); the spans are those `detect` finds on the whole."""
+        if not self._config.enabled:
+            total = sum(window.size for window in windows)
+            return Speech(total, [SpeechSpan(0.0, total / self._rate)] if total else [], None)
         probs, total = _WindowedProbabilities(), 0
         for window in windows:
             total += window.size
             probs.add(window)
-        if not self._config.enabled:
-            return total, [SpeechSpan(0.0, total / self._rate)] if total else []
-        stamps = speech_stamps(probs.finish(), total, self._options, self._rate)
-        return total, [SpeechSpan(start / self._rate, end / self._rate) for start, end in stamps]
+        frames = probs.finish()
+        spans, voiced = (
+            [SpeechSpan(start / self._rate, end / self._rate)
+             for start, end in speech_stamps(frames, total, options, self._rate)]
+            for options in (self._options, self._voiced_options))
+        return Speech(total, spans, voiced)
+
+
+def whole_windows(samples: np.ndarray) -> list[np.ndarray]:
+    """Audio held whole, as the windows `SpeechDetector.find` takes (views, no copies)."""
+    return [samples[i: i + WINDOW_SAMPLES] for i in range(0, samples.size, WINDOW_SAMPLES)]
 
 
 FRAME = 512  # samples per VAD frame

@@ -7,7 +7,8 @@ import numpy as np
 
 from engine.config import BatchConfig
 from engine.decode.batching import Batcher
-from engine.decode.words import Word, unspoken_tail_s
+from engine.decode.continuation import unspoken_tail_s
+from engine.decode.words import Word
 from engine.types import Chunk, ChunkRequest, SpeechSpan
 
 

@@ -1,0 +1,109 @@
+"""Speech the decoder left out of a chunk, and where to decode that chunk again from (issue 14).
+
+A decode can leave speech out: it stops before the chunk's end, or skips a stretch inside it
+(seen where a chunk glues spans of different voices, and under a previous-text prompt). Where
+VAD heard speech (`Chunk.voiced`) that no aligned word covers, the chunk is decoded again from
+there, as Whisper's sequential loop seeks to where its last window stopped; the first decode is
+cut to the words before that point, so that nothing is transcribed twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from engine.decode.assemble import TIME_PRECISION_S
+from engine.decode.words import MAX_WORD_S, Word
+from engine.types import Decoded, SpeechSpan
+
+MIN_LEFT_OUT_S = 0.8  # voiced speech left out that is worth decoding again
+MIN_GAIN_S = 0.4  # voiced speech a continuation must cover beyond the words it replaces
+JOIN_S = 0.3  # voiced pieces no word covers, this close, are one stretch of left-out speech
+
+
+def unspoken_tail_s(words: list[Word], duration_s: float, min_tail_s: float) -> float | None:
+    """Where a chunk's speech left out by the decoder begins when nothing is known of where its
+    speech is (VAD off): the end of its last aligned word, when at least `min_tail_s` of the
+    chunk follows it; None when it has no words."""
+    if not words:
+        return None
+    end_s = max(word.end_s for word in words)
+    return end_s if end_s > 0.0 and duration_s - end_s >= min_tail_s else None
+
+
+def left_out_s(words: list[Word], voiced: Sequence[SpeechSpan], min_s: float,
+               not_before_s: float) -> float | None:
+    """Where speech the decoder left out begins, in chunk time: where the covered time before
+    the first stretch of voiced speech holding at least `min_s` that no aligned word covers ends
+    (pieces less than JOIN_S apart count as one stretch; shorter pieces before it come along).
+    Not reported when that is before `not_before_s` (decoding again from there would see the
+    same window). What a word covers: `_covers`.
+    """
+    covers = _covers(words)
+    stretch: list[tuple[float, float]] = []
+    for piece in _uncovered(voiced, covers) + [(float("inf"), float("inf"))]:
+        if stretch and piece[0] - stretch[-1][1] >= JOIN_S:
+            if sum(end - start for start, end in stretch) >= min_s:
+                # from the last covered time before it: shorter pieces in between come along
+                from_s = max((end for _, end in covers if end <= stretch[0][0]), default=0.0)
+                if from_s >= not_before_s:
+                    return from_s
+            stretch = []
+        stretch.append(piece)
+    return None
+
+
+def uncovered_s(words: list[Word], voiced: Sequence[SpeechSpan], from_s: float = 0.0) -> float:
+    """Seconds of voiced speech after `from_s` that no aligned word covers."""
+    return sum(end - max(start, from_s) for start, end in _uncovered(voiced, _covers(words))
+               if end > from_s)
+
+
+def _covers(words: list[Word]) -> list[tuple[float, float]]:
+    """The time each word accounts for, sorted: the alignment stretches a word over speech the
+    decoder skipped, so a word longer than MAX_WORD_S covers only MAX_WORD_S / 2 at each end."""
+    covers: list[tuple[float, float]] = []
+    for w in words:
+        if w.end_s - w.start_s <= MAX_WORD_S:
+            covers.append((w.start_s, w.end_s))
+        else:
+            covers += [(w.start_s, w.start_s + MAX_WORD_S / 2), (w.end_s - MAX_WORD_S / 2, w.end_s)]
+    return sorted(covers)
+
+
+def _uncovered(voiced: Sequence[SpeechSpan],
+               covers: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of the voiced stretches outside every cover (covers sorted by start)."""
+    out = []
+    for v in voiced:
+        start = v.start_s
+        for cover_start, cover_end in covers:
+            if cover_end <= start or cover_start >= v.end_s:
+                continue
+            if cover_start > start:
+                out.append((start, cover_start))
+            start = max(start, cover_end)
+        if v.end_s > start:
+            out.append((start, v.end_s))
+    return out
+
+
+def cut_before(decoded: Decoded, from_s: float, words: list[Word], tokenizer: Any,
+               close_segment: bool) -> tuple[Decoded, list[Word]]:
+    """`decoded` cut to its words that start before `from_s`, and those words. With timestamp
+    tokens (`close_segment`), an open last segment is closed at `from_s`."""
+    kept = [w for w in words if w.start_s < from_s]
+    if len(kept) == len(words):
+        return decoded, words
+    text_left = sum(len(w.tokens) for w in kept)
+    tokens: list[int] = []
+    for token in decoded.tokens:
+        if token < tokenizer.eot:
+            if text_left == 0:
+                break
+            text_left -= 1
+        tokens.append(token)
+    if close_segment and (not tokens or tokens[-1] < tokenizer.timestamp_begin):
+        tokens.append(tokenizer.timestamp_begin + int(round(from_s / TIME_PRECISION_S)))
+    return dataclasses.replace(decoded, tokens=tuple(tokens)), kept
