@@ -72,9 +72,7 @@ class ModelRunner:
                                           self.compute_type)
             self._load(model, threads)
             self._torch = torch_encoder.result()
-        # the decode workers ship samples and the log-mel is computed here, on the GPU
-        self.features_on_device = (model.features_on_device and self._torch is not None
-                                   and self.device == "cuda")
+        self.features_on_device = _features_on_device(model, self._torch, self.device)
         self.decode = decode.resolved()  # a run's config comes resolved (TranscribeConfig)
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
@@ -444,6 +442,12 @@ def _torch_encoder(model: ModelConfig, path: str, device: str, compute_type: str
              else "bfloat16" if "bfloat16" in compute_type else "float16")
     where = "cpu" if device == "cpu" else f"cuda:{model.device_index[0]}"
     return TorchEncoder(path, device=where, dtype=dtype)
+
+
+def _features_on_device(model: ModelConfig, torch_encoder: Any, device: str) -> bool:
+    """Whether the decode workers ship samples and the torch encoder computes the log-mel on
+    the GPU (issue 13): with `features_on_device`, for the torch encoder on CUDA only."""
+    return model.features_on_device and torch_encoder is not None and device == "cuda"
 
 
 def _host_features(windows: Sequence[Chunk | PackedChunk]) -> np.ndarray:
