@@ -6,6 +6,9 @@ Runs on the lent GPU machine after `. bench/gpu_setup.sh` (see bench/gpu_carry.s
     python3 bench/gpu_encoder.py e2e --models /tmp/bs/large/distil-large-v3,... \
         --corpus /tmp/bs/corpus --repeat 10 --out $OUT
     python3 bench/gpu_encoder.py diff --model /tmp/bs/base --corpus /tmp/bs/corpus --out $OUT
+    python3 bench/gpu_encoder.py e2e --models /tmp/bs/large/distil-large-v3 --encoders torch \
+        --features device,workers --corpus /tmp/bs/corpus --repeat 10 --out $OUT
+    python3 bench/gpu_encoder.py mel --corpus /tmp/bs/corpus --out $OUT
 
 build: random checkpoints with the real shapes of distil-large-v3 (32 encoder / 2 decoder layers,
 1280 wide, 128 mels) and large-v3-turbo (32 / 4), converted to float16 by our converter.
@@ -13,7 +16,13 @@ e2e: `batchscribe transcribe` in a fresh process per (model, encoder), on real a
 weights rarely stop, so each generate call's length is capped at its prompt plus
 --tokens-per-s x the batch's longest chunk (the same for both encoders; the tokens really
 decoded per second of speech are reported), fallback off, `--timestamps none`. GPU busy = mean
-NVML utilisation, memory = peak NVML memory used, while the command runs.
+NVML utilisation, memory = peak NVML memory used, while the command runs. `--features
+device,workers` runs the torch encoder with the log-mel on the GPU (`--gpu-features`, the
+decode workers ship samples) and in the decode workers (`--cpu-features`); CTranslate2's encoder
+always takes the workers' features.
+mel: log-mel of 30 s windows, the workers' numpy FeatureComputer (CPU-ms per window, one core)
+against the batched torch STFT on the GPU (wall ms per window at batch 16 and 64), and their max
+abs difference on the GPU (`--device cpu` runs it on the CPU build of torch).
 diff: encoder outputs of real clips, CTranslate2 vs torch, both float16 on the GPU: max abs diff.
 """
 
@@ -154,20 +163,24 @@ def _manifest(corpus: str, repeat: int, work: str) -> tuple[str, float]:
 @click.option("--tokens-per-s", default=3.0, show_default=True)
 @click.option("--extra", default="-j 12 --replicas 8", show_default=True)
 @click.option("--encoders", default="ctranslate2,torch", show_default=True)
+@click.option("--features", default="device", show_default=True,
+              help="Where the torch encoder's log-mel is computed, comma-separated: device "
+              "(--gpu-features), workers (--cpu-features).")
 @click.option("--out", required=True)
 def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, encoders: str,
-        out: str) -> None:
+        features: str, out: str) -> None:
     work = "/tmp/bs/work-encoder"
     os.makedirs(work, exist_ok=True)
     manifest, total_s = _manifest(corpus, repeat, work)
     results = []
     for model in models.split(","):
-        for encoder in encoders.split(","):
-            folder = os.path.join(work, f"{os.path.basename(model)}-{encoder}")
+        for encoder, where in _runs(encoders.split(","), features.split(",")):
+            folder = os.path.join(work, f"{os.path.basename(model)}-{encoder}-{where}")
             subprocess.run(["rm", "-rf", folder], check=True)
+            flag = "--gpu-features" if where == "device" else "--cpu-features"
             cmd = [sys.executable, os.path.abspath(__file__), "one", "--tokens-per-s",
                    str(tokens_per_s), manifest, "-o", folder, "-q", "--json", "--device", "cuda",
-                   "--model", model, "--encoder", encoder, *OPTIONS, *extra.split()]
+                   "--model", model, "--encoder", encoder, flag, *OPTIONS, *extra.split()]
             with Sampler() as gpu:
                 started = time.monotonic()
                 done = subprocess.run(cmd, capture_output=True, text=True)
@@ -175,20 +188,30 @@ def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, 
             if done.returncode not in (0, 3):
                 raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-3000:]}")
             tokens = _tokens(folder)
-            row = {"model": os.path.basename(model), "encoder": encoder, "wall_s": elapsed,
+            report = json.loads(done.stdout[done.stdout.index("{"):])
+            row = {"model": os.path.basename(model), "encoder": encoder,
+                   "features": report["model"].get("features", "workers"), "wall_s": elapsed,
                    "speed": total_s / elapsed, "gpu_busy": float(np.mean(gpu.busy)),
                    "gpu_memory_gib": gpu.memory_gib, "text_tokens_per_s": tokens / total_s,
-                   "timings": json.loads(done.stdout[done.stdout.index("{"):])["timings"]}
+                   "timings": report["timings"]}
             results.append(row)
             print(json.dumps(row), flush=True)
     with open(os.path.join(out, "gpu_encoder_e2e.json"), "w", encoding="utf-8") as f:
         json.dump({"total_audio_s": total_s, "options": OPTIONS + extra.split(),
                    "tokens_per_s_cap": tokens_per_s, "results": results}, f)
-    print("\n| model shape | encoder | audio-s/s | GPU busy | GPU memory GiB | words / s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n| model shape | encoder | features | audio-s/s | GPU busy | GPU memory GiB | "
+          "words / s | prepare CPU-s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['model']} | {r['encoder']} | {r['speed']:.0f} | {r['gpu_busy']:.0%} | "
-              f"{r['gpu_memory_gib']:.1f} | {r['text_tokens_per_s']:.2f} |")
+        print(f"| {r['model']} | {r['encoder']} | {r['features']} | {r['speed']:.0f} | "
+              f"{r['gpu_busy']:.0%} | {r['gpu_memory_gib']:.1f} | {r['text_tokens_per_s']:.2f} | "
+              f"{r['timings']['prepare_cpu_s']:.0f} |")
+
+
+def _runs(encoders: list[str], features: list[str]) -> list[tuple[str, str]]:
+    """(encoder, where its features are computed): CTranslate2's encoder reads the workers'."""
+    return [(encoder, where) for encoder in encoders
+            for where in (features if encoder == "torch" else ["workers"])]
 
 
 def _tokens(folder: str) -> int:
@@ -228,6 +251,53 @@ def diff(model: str, corpus: str, clips: int, out: str) -> None:
               "largest_output": float(np.abs(exact).max()), "torch": torch.__version__}
     print(json.dumps(report), flush=True)
     with open(os.path.join(out, "gpu_encoder_diff.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f)
+
+
+@main.command()
+@click.option("--corpus", required=True)
+@click.option("--clips", default=64, show_default=True)
+@click.option("--n-mels", default=128, show_default=True)
+@click.option("--device", default="cuda", show_default=True)
+@click.option("--out", required=True)
+def mel(corpus: str, clips: int, n_mels: int, device: str, out: str) -> None:
+    import torch
+
+    from engine.decode.device_mel import MelOnDevice
+    from engine.prepare.audio import decode
+    from engine.prepare.features import FeatureComputer
+    from engine.types import AudioItem
+
+    paths = [r["path"] for r in load_corpus(corpus)]
+    pieces = [decode(AudioItem(item_id=p, path=p))[: 30 * 16000]
+              for p in (paths * (clips // len(paths) + 1))[:clips]]
+    compute = FeatureComputer(n_mels)
+    started = time.process_time()
+    expected = np.stack([compute(p) for p in pieces])
+    cpu_ms = (time.process_time() - started) * 1000 / len(pieces)
+    on_device = MelOnDevice(n_mels, device)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    report: dict[str, Any] = {"clips": len(pieces), "n_mels": n_mels,
+                              "audio_s": sum(p.size for p in pieces) / 16000,
+                              "numpy_cpu_ms_per_window": cpu_ms, "torch": torch.__version__,
+                              "device": device}
+    for batch in (16, 64):
+        on_device.log_mel(pieces[:batch])  # warm-up: cuFFT plans
+        sync()
+        started = time.perf_counter()
+        for i in range(0, len(pieces), batch):
+            on_device.log_mel(pieces[i: i + batch])
+        sync()
+        report[f"torch_ms_per_window_batch_{batch}"] = ((time.perf_counter() - started) * 1000
+                                                      / len(pieces))
+    got = np.concatenate([on_device.log_mel(pieces[i: i + 16]).cpu().numpy()
+                          for i in range(0, len(pieces), 16)])
+    report["max_abs_diff_torch_vs_numpy"] = float(np.abs(got - expected).max())
+    print(json.dumps(report), flush=True)
+    with open(os.path.join(out, "gpu_encoder_mel.json"), "w", encoding="utf-8") as f:
         json.dump(report, f)
 
 

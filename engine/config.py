@@ -45,6 +45,9 @@ class ModelConfig:
             the same folder, output handed to CTranslate2 on the device; the `gpu` extra),
             "ctranslate2", or "auto": torch on one CUDA device for encoders at least 1024 wide
             (medium and large models; smaller ones are decoder-bound) when PyTorch has CUDA.
+        features_on_device: With the torch encoder on CUDA, the decode workers only decode
+            audio and run VAD, and the log-mel is computed on the GPU (batched STFT); False
+            keeps it in the workers. Ignored otherwise (the run record says where it ran).
     """
 
     path: str | None = None
@@ -54,6 +57,7 @@ class ModelConfig:
     replicas: int | None = None
     cpu_threads: int = 0
     encoder: str = "auto"
+    features_on_device: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("device", self.device, DEVICES)

@@ -112,6 +112,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("model", "encoder", "--encoder", click.Choice(ENCODERS), "auto",
             "Encoder: torch (flash attention; the gpu extra), ctranslate2, or auto (torch on "
             "CUDA for large models' encoders, 1024 wide or more, when PyTorch has CUDA)."),
+    _option("model", "features_on_device", "--gpu-features/--cpu-features", click.BOOL, True,
+            "With the torch encoder on CUDA, compute log-mel features on the GPU (decode "
+            "workers then only decode audio and run VAD), or in the workers."),
     _option("batch", "batch_size", "--batch-size", INT1, None,
             "Speech chunks (from any files) per model call [default: 4 on CPU, 16 on CUDA]."),
     _option("batch", "pack", "--pack/--no-pack", click.BOOL, False,

@@ -15,6 +15,7 @@ import numpy as np
 Status = Literal["ok", "empty", "error"]
 ErrorKind = Literal["permanent", "transient"]
 FRAMES_PER_S = 100  # log-mel frames per second of audio
+WINDOW_FRAMES = 30 * FRAMES_PER_S  # the encoder's input: 30 s of log-mel frames
 RESUME_SLACK_S = 0.5  # a packed decode stopping this close to a member's end has finished it
 
 
@@ -57,7 +58,9 @@ class Chunk:
     item_id: str
     index: int
     spans: tuple[SpeechSpan, ...]  # source spans, in order, that make up this chunk
-    features: np.ndarray  # log-mel, [n_mels, 3000] float32; [n_mels, 0] while `spilled`
+    # log-mel, [n_mels, 3000] float32 ([n_mels, 0] while `spilled`), or the samples to compute
+    # it from on the model's device (the torch encoder on CUDA)
+    features: np.ndarray | DeviceMel
     spilled: SpilledFeatures | None = None  # where the features wait on disk (long files)
     # where VAD heard speech, in chunk time (None: VAD off); words must cover it (issue 14)
     voiced: tuple[SpeechSpan, ...] | None = None
@@ -70,7 +73,9 @@ class Chunk:
         """This chunk with its features in memory (read back from disk when spilled)."""
         if self.spilled is None:
             return self
-        return Chunk(self.item_id, self.index, self.spans, self.spilled.read(), None, self.voiced)
+        data = self.spilled.read()  # log-mel, or (1-D) samples for the device
+        return Chunk(self.item_id, self.index, self.spans,
+                     data if data.ndim == 2 else DeviceMel.of(data), None, self.voiced)
 
     def to_source_time(self, chunk_time_s: float) -> float:
         """Map a time inside the chunk back to a time in the source file."""
@@ -95,6 +100,30 @@ class Chunk:
             for v in self.voiced if v.end_s > from_s)
         return Chunk(self.item_id, self.index, tuple(spans), shift_features(self.features, from_s),
                      None, voiced)
+
+
+@dataclass(frozen=True, slots=True)
+class MelPiece:
+    """Audio whose log-mel goes into a window: its first `frames` frames, at frame `position`."""
+
+    samples: np.ndarray  # float32 mono 16 kHz
+    position: int = 0
+    frames: int = WINDOW_FRAMES
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMel:
+    """A window's log-mel left for the model's device to compute (`engine.decode.device_mel`):
+    each piece's own log-mel (as `FeatureComputer` gives it) laid at its position, the rest
+    silence, then the whole moved left by `shift_frames` (`shift_features`), zeros after."""
+
+    pieces: tuple[MelPiece, ...]
+    shift_frames: int = 0
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> DeviceMel:
+        """One chunk's samples, whose log-mel fills the window."""
+        return cls((MelPiece(samples),))
 
 
 class FeatureFile:
@@ -128,7 +157,8 @@ class FeatureFile:
 
 @dataclass(frozen=True, slots=True)
 class SpilledFeatures:
-    """One chunk's features in a `FeatureFile`: float32 of `shape` at byte `offset`."""
+    """One chunk's features in a `FeatureFile`: float32 of `shape` at byte `offset` (1-D: the
+    chunk's samples, for the device's log-mel)."""
 
     file: FeatureFile
     offset: int
@@ -138,9 +168,11 @@ class SpilledFeatures:
         return self.file.read(self.offset, self.shape)
 
 
-def shift_features(features: np.ndarray, from_s: float) -> np.ndarray:
+def shift_features(features: np.ndarray | DeviceMel, from_s: float) -> np.ndarray | DeviceMel:
     """Features moved left by `from_s` seconds (100 frames a second), silence-padded."""
     shift = int(round(from_s * FRAMES_PER_S))
+    if isinstance(features, DeviceMel):  # two shifts in a row are one by their sum
+        return DeviceMel(features.pieces, features.shift_frames + shift)
     out = np.zeros_like(features)
     out[:, : features.shape[1] - shift] = features[:, shift:]
     return out
@@ -156,7 +188,7 @@ class PackedChunk:
 
     members: tuple[Chunk, ...]
     offsets_s: tuple[float, ...]  # where each member's speech starts in the window
-    features: np.ndarray
+    features: np.ndarray | DeviceMel
     origin_s: float = 0.0
 
     @property

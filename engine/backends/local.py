@@ -74,9 +74,11 @@ def transcribe_locally(config: TranscribeConfig,
     items = manifest.items(config.run.passthrough, skip=done, shard=config.run.shard)
     failed = True
     try:
-        # long files' chunk features wait here between the workers and the model (`Preparer`)
+        # long files' chunk features (or samples, for the GPU's log-mel) wait here between the
+        # workers and the model (`Preparer`)
         with tempfile.TemporaryDirectory(prefix="batchscribe-features-") as spill_dir, \
-                OrderedPool(partial(Preparer, config.vad, runner.n_mels, spill_dir),
+                OrderedPool(partial(Preparer, config.vad, runner.n_mels, spill_dir,
+                                    features_on_device=runner.features_on_device),
                             config.run.workers, on_crash=worker_crashed) as pool:
             for outcome in decode_stream(pool.map(items), runner, config, summary.timings):
                 with deferred():  # a stop signal waits: the row is written and counted, or not

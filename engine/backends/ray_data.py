@@ -120,7 +120,8 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     n_mels = declared_n_mels(model_path)
     model = {"path": model_path, "sha256_16": model_fingerprint(model_path),
              "device": config.model.device, "compute_type": config.model.compute_type,
-             "replicas": config.ray.model_actors, "n_mels": n_mels}
+             "replicas": config.ray.model_actors, "n_mels": n_mels,
+             "features": "workers"}  # the decode actors compute them
     mixed = check_rerun(config, model)
     manifest_rows, already = count_rows(manifest, done, config.run.shard)
     if on_start is not None:

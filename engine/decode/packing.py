@@ -8,7 +8,9 @@ output already computed). The runner decodes a clip alone again when its share o
 wrong (`share_is_suspect`).
 
 The window's features are the clips' own features laid side by side: each clip brings its speech
-frames and the silence frames after them, so no audio needs to reach the main process.
+frames and the silence frames after them, so no audio needs to reach the main process. With the
+log-mel on the device (the torch encoder on CUDA), the window lists the clips' samples and where
+each one's frames go, and the device lays them out the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +26,17 @@ import numpy as np
 
 from engine.decode.assemble import compression_ratio, make_segment, split_segments
 from engine.decode.words import Word
-from engine.types import FRAMES_PER_S, Chunk, ChunkRequest, Decoded, PackedChunk, Segment
+from engine.types import (
+    FRAMES_PER_S,
+    WINDOW_FRAMES,
+    Chunk,
+    ChunkRequest,
+    Decoded,
+    DeviceMel,
+    MelPiece,
+    PackedChunk,
+    Segment,
+)
 
 # fewer words than this per second of a clip's speech: the model skipped it (slowest clip of our
 # corpus: 0.24 words/s over its whole file, more over its speech)
@@ -71,19 +83,47 @@ def _first_fit(chunks: list[Chunk], gap_s: float, fill_s: float) -> list[list[Ch
 
 
 def build_window(chunks: list[Chunk], gap_s: float) -> PackedChunk:
-    """Chunks side by side in one window's features, `gap_s` of each one's silence after it."""
-    total = chunks[0].features.shape[1]
-    features = np.empty_like(chunks[0].features)
-    offsets = []
+    """Chunks side by side in one window's features, `gap_s` of each one's silence after it.
+
+    Chunks whose log-mel is left for the device (`DeviceMel`) give a window of pieces, laid
+    out the same way when the device computes it."""
+    first = chunks[0].features
+    total = WINDOW_FRAMES if isinstance(first, DeviceMel) else first.shape[1]
+    offsets, places = _layout(chunks, gap_s, total)
+    if isinstance(first, DeviceMel):
+        pieces = tuple(MelPiece(_samples_of(chunk), position, frames)
+                       for chunk, (position, frames) in zip(chunks, places, strict=True))
+        return PackedChunk(tuple(chunks), tuple(offsets), DeviceMel(pieces))
+    features = np.empty_like(first)
+    for chunk, (position, frames) in zip(chunks, places, strict=True):
+        if not isinstance(chunk.features, np.ndarray):
+            raise ValueError("a window cannot mix host features and features for the device")
+        features[:, position: position + frames] = chunk.features[:, :frames]
+    return PackedChunk(tuple(chunks), tuple(offsets), features)
+
+
+def _layout(chunks: list[Chunk], gap_s: float,
+            total: int) -> tuple[list[float], list[tuple[int, int]]]:
+    """Where each chunk starts in the window (s), and its (first frame, frames) there."""
+    offsets, places = [], []
     position = 0
     for i, chunk in enumerate(chunks):
         offsets.append(position / FRAMES_PER_S)
         last = i == len(chunks) - 1
         frames = total - position if last else int(round((chunk.duration_s + gap_s) * FRAMES_PER_S))
         frames = min(frames, total - position)
-        features[:, position: position + frames] = chunk.features[:, :frames]
+        places.append((position, frames))
         position += frames
-    return PackedChunk(tuple(chunks), tuple(offsets), features)
+    return offsets, places
+
+
+def _samples_of(chunk: Chunk) -> np.ndarray:
+    """The samples of a whole chunk left for the device's log-mel."""
+    mel = chunk.features
+    if not (isinstance(mel, DeviceMel) and len(mel.pieces) == 1 and mel.shift_frames == 0
+            and mel.pieces[0].position == 0):
+        raise ValueError("only whole chunks can be packed, each with its own samples")
+    return mel.pieces[0].samples
 
 
 def split_window(run: list[Decoded], tokenizer: Any,

@@ -80,6 +80,7 @@ class ModelRunner:
                                           self.compute_type)
             self._load(model, threads)
             self._torch = torch_encoder.result()
+        self.features_on_device = _features_on_device(model, self._torch, self.device)
         self.decode = decode.resolved()  # a run's config comes resolved (TranscribeConfig)
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
@@ -123,6 +124,7 @@ class ModelRunner:
                 "replicas_per_device": self.replicas, "devices": self.devices,
                 "n_mels": self.n_mels,
                 "encoder": "ctranslate2" if self._torch is None else "torch",
+                "features": "device" if self.features_on_device else "workers",
                 "multilingual": self.is_multilingual}
 
     @property
@@ -173,11 +175,11 @@ class ModelRunner:
         """The most probable language of each chunk, with its probability."""
         import ctranslate2
 
-        features = np.stack([c.features for c in chunks])
-        encoded = None if self._torch is None else self._torch(features)
-        results = self.model.detect_language(
-            ctranslate2.StorageView.from_array(features) if encoded is None
-            else self._view(encoded))
+        if self._torch is not None:
+            view = self._view(self._torch.encode_windows([c.features for c in chunks]))
+        else:
+            view = ctranslate2.StorageView.from_array(_host_features(chunks))
+        results = self.model.detect_language(view)
         return [(ranked[0][0].strip("<|>"), float(ranked[0][1])) for ranked in results]
 
     def submit(self, requests: Sequence[ChunkRequest]) -> Future[list[ChunkResult]]:
@@ -277,9 +279,9 @@ class ModelRunner:
         import ctranslate2
 
         if self._torch is not None:
-            return self._torch(np.stack([r.chunk.features for r in requests]))
+            return self._torch.encode_windows([r.chunk.features for r in requests])
         features = ctranslate2.StorageView.from_array(
-            np.stack([r.chunk.features for r in requests]))
+            _host_features([r.chunk for r in requests]))
         encoded = self.model.encode(features, to_cpu=True)
         if encoded.dtype == ctranslate2.DataType.bfloat16:  # numpy has no bfloat16
             encoded = encoded.to(ctranslate2.DataType.float32)
@@ -505,6 +507,23 @@ def _torch_encoder(model: ModelConfig, path: str, device: str, compute_type: str
              else "bfloat16" if "bfloat16" in compute_type else "float16")
     where = "cpu" if device == "cpu" else f"cuda:{model.device_index[0]}"
     return TorchEncoder(path, device=where, dtype=dtype)
+
+
+def _features_on_device(model: ModelConfig, torch_encoder: Any, device: str) -> bool:
+    """Whether the decode workers ship samples and the torch encoder computes the log-mel on
+    the GPU (issue 13): with `features_on_device`, for the torch encoder on CUDA only."""
+    return model.features_on_device and torch_encoder is not None and device == "cuda"
+
+
+def _host_features(windows: Sequence[Chunk | PackedChunk]) -> np.ndarray:
+    """The windows' log-mel, stacked; each computed by a decode worker."""
+    features = []
+    for window in windows:
+        if not isinstance(window.features, np.ndarray):
+            raise ValueError("features left for the device's log-mel reached CTranslate2's "
+                             "encoder; only the torch encoder computes them")
+        features.append(window.features)
+    return np.stack(features)
 
 
 def _torch_has_cuda() -> bool:

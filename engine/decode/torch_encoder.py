@@ -13,6 +13,7 @@ Import this module only where torch is wanted: torch is not a dependency of the 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.decode.ct2_weights import read_variables
+from engine.decode.device_mel import MelOnDevice
 from engine.errors import ModelLoadError
+from engine.types import DeviceMel
 
 LAYER_NORM_EPS = 1e-5
 
@@ -130,6 +133,7 @@ class TorchEncoder:
         self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16,
                       "float32": torch.float32}[dtype]
         self.module = load_encoder(folder, str(self.device), self.dtype)
+        self.mel = MelOnDevice(self.module.conv1.in_channels, self.device)
         self._local = threading.local()
 
     def _stream(self) -> Any:
@@ -139,15 +143,26 @@ class TorchEncoder:
             self._local.stream = stream
         return stream
 
-    @torch.inference_mode()
     def __call__(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
         """[batch, n_mels, 3000] log-mel (host or device) -> [batch, 1500, width] on the device,
         ready for CTranslate2 (the work is finished when this returns)."""
+        return self._on_stream(lambda: self._run(features))
+
+    def encode_windows(self, windows: Sequence[np.ndarray | DeviceMel]) -> torch.Tensor:
+        """As `__call__`, for a batch of windows whose features are on the host or still to be
+        computed here from their samples (`DeviceMel`, on the same stream as the encoder)."""
+        features = [w for w in windows if isinstance(w, np.ndarray)]
+        if len(features) == len(windows):  # all computed by the workers
+            return self(np.stack(features))
+        return self._on_stream(lambda: self._run(self.mel(windows)))
+
+    @torch.inference_mode()
+    def _on_stream(self, work: Callable[[], torch.Tensor]) -> torch.Tensor:
         if self.device.type != "cuda":
-            return self._run(features)
+            return work()
         stream = self._stream()
         with torch.cuda.stream(stream):
-            out = self._run(features)
+            out = work()
         stream.synchronize()
         return out
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-FRAMES_PER_WINDOW = 3000
+from engine.types import WINDOW_FRAMES
+
+FRAMES_PER_WINDOW = WINDOW_FRAMES
 
 
 class FeatureComputer:

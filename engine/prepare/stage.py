@@ -7,6 +7,9 @@ Files longer than `stream_above_s` are read in windows, twice (once for VAD, onc
 samples), so that the worker holds about one window of audio instead of the whole recording; with a
 `spill_dir`, their chunks' features (but the first) go to a temporary file that the main process
 reads when it forms a batch (`Chunk.loaded`), so that neither process holds all of them.
+
+With `features_on_device` (the torch encoder on CUDA) a chunk carries its samples instead
+(`DeviceMel`, spilled the same way), and the model's process computes the log-mel on the GPU.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from engine.prepare.windows import SampleCutter, decode_windows, probe_duration_
 from engine.types import (
     AudioItem,
     Chunk,
+    DeviceMel,
     FeatureFile,
     ItemError,
     PreparedItem,
@@ -43,11 +47,23 @@ class Preparer:
     """Turns AudioItems into PreparedItems (or ItemErrors)."""
 
     def __init__(self, vad: VadConfig, n_mels: int, spill_dir: str | None = None,
-                 stream_above_s: float | None = STREAM_ABOVE_S) -> None:
+                 stream_above_s: float | None = STREAM_ABOVE_S,
+                 features_on_device: bool = False) -> None:
         self._detector = SpeechDetector(vad, SAMPLE_RATE_HZ)
         self._features = FeatureComputer(n_mels)
+        self._n_mels = n_mels
         self._spill_dir = spill_dir
         self._stream_above_s = stream_above_s
+        self._on_device = features_on_device
+
+    def _data(self, samples: np.ndarray) -> np.ndarray:
+        """What a chunk ships: its log-mel, or its own copy of its samples for the device's."""
+        if self._on_device:
+            return np.array(samples, dtype=np.float32)  # not a view of the whole file
+        return self._features(samples)
+
+    def _features_of(self, data: np.ndarray) -> np.ndarray | DeviceMel:
+        return DeviceMel.of(data) if self._on_device else data
 
     def __call__(self, item: AudioItem) -> PreparedItem | ItemError:
         try:
@@ -69,7 +85,8 @@ class Preparer:
         speech = self._detector.find(whole_windows(samples))
         chunks = tuple(
             Chunk(item.item_id, index, _to_source(group, item),
-                  self._features(_cut(samples, group)), None, _voiced(group, speech))
+                  self._features_of(self._data(_cut(samples, group))), None,
+                  _voiced(group, speech))
             for index, group in enumerate(plan_chunks(speech.spans))
         )
         speech_s = sum(chunk.duration_s for chunk in chunks)
@@ -98,19 +115,20 @@ class Preparer:
         for index, group in enumerate(groups):
             pieces = [samples.cut(int(s.start_s * SAMPLE_RATE_HZ), int(s.end_s * SAMPLE_RATE_HZ))
                       for s in group]
-            features = self._features(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
+            data = self._data(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
             # the first chunk stays in memory: language detection and packing read it early
             voiced = _voiced(group, speech)
             if spill is None or index == 0:
-                yield Chunk(item.item_id, index, _to_source(group, item), features, None, voiced)
+                yield Chunk(item.item_id, index, _to_source(group, item),
+                            self._features_of(data), None, voiced)
             else:
                 yield Chunk(item.item_id, index, _to_source(group, item),
-                            np.zeros((features.shape[0], 0), dtype=np.float32),
-                            spill.write(features), voiced)
+                            np.zeros((self._n_mels, 0), dtype=np.float32), spill.write(data),
+                            voiced)
 
 
 class _Spill:
-    """Writes one item's chunk features to a new file in `folder`."""
+    """Writes one item's chunk features (or samples) to a new file in `folder`."""
 
     def __init__(self, folder: str) -> None:
         fd, path = tempfile.mkstemp(dir=folder, prefix="features-", suffix=".f32")
