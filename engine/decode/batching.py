@@ -27,6 +27,15 @@ def _same_prompt_length(batch: list[ChunkRequest]) -> list[ChunkRequest]:
     return [request.trimmed(keep) for request in batch]
 
 
+def same_start_groups(requests: list[ChunkRequest]) -> list[list[ChunkRequest]]:
+    """Requests split into groups that one model call can take (`_sot_position`), previous-text
+    prompts trimmed to the shortest of their group."""
+    groups: dict[tuple[int, bool], list[ChunkRequest]] = defaultdict(list)
+    for request in requests:
+        groups[_sot_position(request)].append(request)
+    return [_same_prompt_length(group) for group in groups.values()]
+
+
 class Batcher:
     """Collects chunk requests and hands out batches."""
 

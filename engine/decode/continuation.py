@@ -19,6 +19,7 @@ from engine.types import Decoded, SpeechSpan
 
 MIN_LEFT_OUT_S = 0.8  # voiced speech left out that is worth decoding again
 MIN_GAIN_S = 0.4  # voiced speech a continuation must cover beyond the words it replaces
+MAX_REPEAT = 2  # words at a continuation's start checked against the words before it
 JOIN_S = 0.3  # voiced pieces no word covers, this close, are one stretch of left-out speech
 
 
@@ -107,3 +108,25 @@ def cut_before(decoded: Decoded, from_s: float, words: list[Word], tokenizer: An
     if close_segment and (not tokens or tokens[-1] < tokenizer.timestamp_begin):
         tokens.append(tokenizer.timestamp_begin + int(round(from_s / TIME_PRECISION_S)))
     return dataclasses.replace(decoded, tokens=tuple(tokens)), kept
+
+
+def without_repeated_start(decoded: Decoded, words: list[Word], before: list[Word],
+                           eot: int) -> tuple[Decoded, list[Word]]:
+    """A continuation without the words it begins with when they repeat the last words before
+    it (up to MAX_REPEAT): a continuation that starts inside a slowly spoken word hears it
+    again."""
+    for count in range(min(MAX_REPEAT, len(words), len(before)), 0, -1):
+        if [_plain(w) for w in words[:count]] == [_plain(w) for w in before[-count:]]:
+            drop = sum(len(w.tokens) for w in words[:count])
+            tokens = []
+            for token in decoded.tokens:
+                if token < eot and drop > 0:
+                    drop -= 1
+                    continue
+                tokens.append(token)
+            return dataclasses.replace(decoded, tokens=tuple(tokens)), words[count:]
+    return decoded, words
+
+
+def _plain(word: Word) -> str:
+    return "".join(c for c in word.text.lower() if c.isalnum())

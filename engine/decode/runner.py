@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.config import DecodeConfig, ModelConfig
 from engine.decode.assemble import TIME_PRECISION_S, compression_ratio, is_silence, to_segments
+from engine.decode.batching import same_start_groups
 from engine.decode.continuation import (
     MIN_GAIN_S,
     MIN_LEFT_OUT_S,
@@ -26,6 +27,7 @@ from engine.decode.continuation import (
     left_out_s,
     uncovered_s,
     unspoken_tail_s,
+    without_repeated_start,
 )
 from engine.decode.models import resolve_model
 from engine.decode.packing import share_is_suspect, split_window
@@ -388,13 +390,16 @@ class ModelRunner:
                     run[-1] = found[1]
             if not todo:
                 break
-            tails = self.decode_now([ChunkRequest(run[-1].request.chunk.tail(from_s),
-                                                  *_prompt_of(run[-1].request))
-                                     for run, from_s, _ in todo])
+            tails = self._decode_grouped([self._continuation(run[-1], from_s)
+                                          for run, from_s, _ in todo])
             self._align_missing(tails, words)
             active = []
             for (run, from_s, uncut), tail in zip(todo, tails, strict=True):
                 cut = run[-1]
+                if id(tail) in words and id(cut) in words:
+                    tail, words[id(tail)] = without_repeated_start(
+                        tail, words.pop(id(tail)), words[id(cut)],
+                        self.tokenizer(tail.request.language, tail.request.task).eot)
                 if self._hears_more(uncut, from_s, tail, words):
                     if cut is not uncut:
                         words.pop(id(uncut), None)
@@ -406,6 +411,29 @@ class ModelRunner:
                     words.pop(id(tail), None)
                     run[-1] = uncut
         return runs
+
+    def _continuation(self, said: Decoded, from_s: float) -> ChunkRequest:
+        """The rest of `said`'s chunk after `from_s`, prompted with the text before it (the
+        chunk's previous-text prompt, then what `said` kept), as Whisper's sequential loop prompts
+        its next window; a chunk with an initial prompt keeps that prompt."""
+        request = said.request
+        assert isinstance(request.chunk, Chunk)
+        tokenizer = self.tokenizer(request.language, request.task)
+        if request.prompt_tokens[0] == tokenizer.sot_prev and not request.trimmable:
+            return ChunkRequest(request.chunk.tail(from_s), *_prompt_of(request))
+        previous = (request.prompt_tokens[1: 1 + request.trimmable]
+                    + tuple(t for t in said.tokens if t < tokenizer.eot))
+        return self.request(request.chunk.tail(from_s), request.language, request.task, None,
+                            previous=previous)
+
+    def _decode_grouped(self, requests: list[ChunkRequest]) -> list[Decoded]:
+        """`decode_now` on requests of any prompt lengths, one model call per group that can
+        share one (`batching.same_start_groups`); results in the order of `requests`."""
+        done: dict[int, Decoded] = {}
+        for group in same_start_groups(requests):
+            for d in self.decode_now(group):
+                done[id(d.request.chunk)] = d
+        return [done[id(r.chunk)] for r in requests]
 
     def _hears_more(self, uncut: Decoded, from_s: float, tail: Decoded,
                     words: dict[int, list[Word]]) -> bool:

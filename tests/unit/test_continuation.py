@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from engine.config import VadConfig
-from engine.decode.continuation import cut_before, left_out_s, uncovered_s
+from engine.decode.continuation import (
+    cut_before,
+    left_out_s,
+    uncovered_s,
+    without_repeated_start,
+)
 from engine.decode.words import Word
 from engine.prepare.audio import decode
 from engine.prepare.chunking import plan_chunks, voiced_in_chunk
@@ -123,3 +128,15 @@ def test_without_vad_nothing_is_known_of_where_the_speech_is(clips) -> None:
     samples = decode(AudioItem(clips[0]["id"], path=clips[0]["path"]))
     speech = SpeechDetector(VadConfig(enabled=False)).find(whole_windows(samples))
     assert speech.voiced is None and speech.spans == [SpeechSpan(0.0, samples.size / 16000)]
+
+
+def test_a_continuation_that_hears_the_last_word_again_drops_it() -> None:
+    """Regression (lucier_room, a slow speaker): a continuation from inside the 2.5 s word
+    "rhythm" began with "rhythm" again: "the exception of rhythm rhythm is destroyed"."""
+    before = [Word(" of", (10,), 1.9, 2.5, 0.9), Word(" rhythm", (11, 12), 2.5, 5.0, 0.9)]
+    words = [Word(" Rhythm", (13, 12), 0.0, 1.0, 0.9), Word(" is", (14,), 1.8, 2.9, 0.9)]
+    tail, kept = without_repeated_start(decoded((13, 12, 14)), words, before, EOT)
+    assert tail.tokens == (14,) and kept == words[1:]
+    other = [Word(" rhythm", (11, 12), 0.0, 1.0, 0.9)]
+    tail, kept = without_repeated_start(decoded((11, 12)), other, before[:1], EOT)
+    assert tail.tokens == (11, 12) and kept == other

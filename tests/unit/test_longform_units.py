@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.config import BatchConfig
-from engine.decode.batching import Batcher
+from engine.decode.batching import Batcher, same_start_groups
 from engine.decode.continuation import unspoken_tail_s
 from engine.decode.words import Word
 from engine.types import Chunk, ChunkRequest, SpeechSpan
@@ -43,3 +43,12 @@ def test_prompts_without_previous_text_are_never_trimmed_or_mixed_with_them() ->
     assert sorted(len(b) for b in batches) == [1, 1]
     assert {r.prompt_tokens for b in batches for r in b} == {
         (50258, 50259), (50361, 100, 101, 102, 103, 50258, 50259)}
+
+
+def test_continuations_are_grouped_by_where_their_prompts_start() -> None:
+    """Continuations are prompted with the text before them, each of its own length: one model
+    call per group whose start-of-transcript tokens line up."""
+    groups = same_start_groups([request("a", 20, 5), request("b", 25, 0), request("c", 9, 2)])
+    assert sorted(len(g) for g in groups) == [1, 2]
+    prompted = next(g for g in groups if len(g) == 2)
+    assert {len(r.prompt_tokens) for r in prompted} == {5}  # sot_prev, 2 tokens, sot, language
