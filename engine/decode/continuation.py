@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.decode.assemble import TIME_PRECISION_S
-from engine.decode.words import MAX_WORD_S, Word
+from engine.decode.words import MAX_WORD_S, SENTENCE_ENDS, Word
 from engine.types import Decoded, SpeechSpan
 
 MIN_LEFT_OUT_S = 0.8  # voiced speech left out that is worth decoding again
-MIN_GAIN_S = 0.4  # voiced speech a continuation must cover beyond the words it replaces
+MIN_GAIN_S = 0.4  # voiced speech a continuation must cover beyond the words it replaces...
+MIN_GAIN_WORDS = 2  # ...and words it must add to them
 MAX_REPEAT = 2  # words at a continuation's start checked against the words before it
 JOIN_S = 0.3  # voiced pieces no word covers, this close, are one stretch of left-out speech
 
@@ -47,7 +48,8 @@ def left_out_s(words: list[Word], voiced: Sequence[SpeechSpan], min_s: float,
         if stretch and piece[0] - stretch[-1][1] >= JOIN_S:
             if sum(end - start for start, end in stretch) >= min_s:
                 # from the last covered time before it: shorter pieces in between come along
-                from_s = max((end for _, end in covers if end <= stretch[0][0]), default=0.0)
+                from_s = _before_misplaced_word(
+                    words, max((end for _, end in covers if end <= stretch[0][0]), default=0.0))
                 if from_s >= not_before_s:
                     return from_s
             stretch = []
@@ -88,6 +90,16 @@ def _uncovered(voiced: Sequence[SpeechSpan],
         if v.end_s > start:
             out.append((start, v.end_s))
     return out
+
+
+def _before_misplaced_word(words: list[Word], time_s: float) -> float:
+    """`time_s`, or the start of the stretched word it falls in unless that word ends a sentence:
+    a sentence's last word is stretched over the pause after it, any other stretched word may
+    belong after the skipped speech (seen: "And" of "And so it begins" laid over 4 s of it)."""
+    for w in words:
+        if w.start_s < time_s < w.end_s and w.text.rstrip()[-1:] not in SENTENCE_ENDS:
+            return w.start_s
+    return time_s
 
 
 def cut_before(decoded: Decoded, from_s: float, words: list[Word], tokenizer: Any,

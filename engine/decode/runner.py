@@ -22,6 +22,7 @@ from engine.decode.assemble import TIME_PRECISION_S, compression_ratio, is_silen
 from engine.decode.batching import same_start_groups
 from engine.decode.continuation import (
     MIN_GAIN_S,
+    MIN_GAIN_WORDS,
     MIN_LEFT_OUT_S,
     cut_before,
     left_out_s,
@@ -153,11 +154,13 @@ class ModelRunner:
         return list(get_suppressed_tokens(self.tokenizer(), [-1]))
 
     def request(self, chunk: Chunk, language: str, task: str, prompt: str | None,
-                packable: bool = False, previous: tuple[int, ...] = ()) -> ChunkRequest:
+                packable: bool = False, previous: tuple[int, ...] = (),
+                timestamp_tokens: bool | None = None) -> ChunkRequest:
         """A chunk with its decoding prompt (previous-text prompt, language, task).
 
         `previous`: the file's text so far as tokens (`conditioning`), in place of `prompt`; the
-        batcher may trim its oldest tokens so that prompts in one batch have one length."""
+        batcher may trim its oldest tokens so that prompts in one batch have one length.
+        `timestamp_tokens`: decode with them (default: in `tokens` mode only)."""
         if not self.is_multilingual:
             language = "en"
         tokenizer = self.tokenizer(language, task)
@@ -168,7 +171,9 @@ class ModelRunner:
             tokens = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())]
             tokens = tokens[: MAX_LENGTH // 2]
         tokens += tokenizer.sot_sequence
-        if self.decode.timestamps in ("aligned", "none"):
+        if timestamp_tokens is None:
+            timestamp_tokens = self.decode.timestamps == "tokens"
+        if not timestamp_tokens:
             tokens.append(tokenizer.no_timestamps)
         trimmable = min(len(previous), MAX_LENGTH // 2 - 1)
         return ChunkRequest(chunk, language, task, tuple(tokens), packable, trimmable)
@@ -400,7 +405,7 @@ class ModelRunner:
                     tail, words[id(tail)] = without_repeated_start(
                         tail, words.pop(id(tail)), words[id(cut)],
                         self.tokenizer(tail.request.language, tail.request.task).eot)
-                if self._hears_more(uncut, from_s, tail, words):
+                if self._hears_more(uncut, cut, from_s, tail, words):
                     if cut is not uncut:
                         words.pop(id(uncut), None)
                     run.append(tail)
@@ -413,18 +418,18 @@ class ModelRunner:
         return runs
 
     def _continuation(self, said: Decoded, from_s: float) -> ChunkRequest:
-        """The rest of `said`'s chunk after `from_s`, prompted with the text before it (the
-        chunk's previous-text prompt, then what `said` kept), as Whisper's sequential loop prompts
-        its next window; a chunk with an initial prompt keeps that prompt."""
+        """The rest of `said`'s chunk after `from_s`, decoded with timestamp tokens (a decoder
+        made to place each segment in time skips less: seen where text-only decodes of one
+        window dropped 15 s of an atypical voice twice), prompted with the text before it (the
+        chunk's own prompt, then what `said` kept) as Whisper's sequential loop prompts its next
+        window."""
         request = said.request
         assert isinstance(request.chunk, Chunk)
         tokenizer = self.tokenizer(request.language, request.task)
-        if request.prompt_tokens[0] == tokenizer.sot_prev and not request.trimmable:
-            return ChunkRequest(request.chunk.tail(from_s), *_prompt_of(request))
-        previous = (request.prompt_tokens[1: 1 + request.trimmable]
-                    + tuple(t for t in said.tokens if t < tokenizer.eot))
+        before = request.prompt_tokens[1:request.prompt_tokens.index(tokenizer.sot)]
+        previous = before + tuple(t for t in said.tokens if t < tokenizer.eot)
         return self.request(request.chunk.tail(from_s), request.language, request.task, None,
-                            previous=previous)
+                            previous=previous, timestamp_tokens=True)
 
     def _decode_grouped(self, requests: list[ChunkRequest]) -> list[Decoded]:
         """`decode_now` on requests of any prompt lengths, one model call per group that can
@@ -435,18 +440,21 @@ class ModelRunner:
                 done[id(d.request.chunk)] = d
         return [done[id(r.chunk)] for r in requests]
 
-    def _hears_more(self, uncut: Decoded, from_s: float, tail: Decoded,
+    def _hears_more(self, uncut: Decoded, cut: Decoded, from_s: float, tail: Decoded,
                     words: dict[int, list[Word]]) -> bool:
         """Whether a continuation from `from_s` covers at least MIN_GAIN_S more of the chunk's
-        voiced speech than the uncut decode's words did (always, when VAD is off)."""
+        voiced speech than the uncut decode's words did, with at least MIN_GAIN_WORDS more words
+        than it replaces (always, when VAD is off)."""
         chunk, tail_chunk = uncut.request.chunk, tail.request.chunk
         if not isinstance(chunk, Chunk) or not isinstance(tail_chunk, Chunk):
             return True
         if chunk.voiced is None or tail_chunk.voiced is None:
             return True
-        if id(tail) not in words or id(uncut) not in words:
+        if id(tail) not in words or id(uncut) not in words or id(cut) not in words:
             return False
-        return (uncovered_s(words[id(tail)], tail_chunk.voiced)
+        replaced = len(words[id(uncut)]) - len(words[id(cut)])
+        return (len(words[id(tail)]) >= replaced + MIN_GAIN_WORDS
+                and uncovered_s(words[id(tail)], tail_chunk.voiced)
                 <= uncovered_s(words[id(uncut)], chunk.voiced, from_s) - MIN_GAIN_S)
 
     def _align_missing(self, decodes: list[Decoded], words: dict[int, list[Word]]) -> None:

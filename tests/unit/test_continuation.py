@@ -51,10 +51,18 @@ def test_short_uncovered_pieces_are_alignment_jitter() -> None:
 
 def test_a_stretched_word_covers_only_its_ends_so_a_skip_inside_it_is_found() -> None:
     """Seen on the conversational long-form file: "quickly." aligned over 3.5 s of a voice the
-    decoder skipped; the continuation starts where the word's plausible time ends."""
-    words = [word(3.0, 4.5), word(5.3, 8.84)]
+    decoder skipped; the continuation starts where the sentence's last word plausibly ends."""
+    words = [word(3.0, 4.5), Word(" quickly.", (2,), 5.3, 8.84, 0.9)]
     speech = voiced((3.0, 4.5), (5.3, 5.9), (6.5, 7.1), (7.3, 8.0))
     assert left_out_s(words, speech, 0.8, 1.0) == pytest.approx(6.0)
+
+
+def test_a_stretched_word_inside_a_sentence_is_decoded_again() -> None:
+    """Seen with base on the same file: "And" of "And so it begins" laid over 4 s of the skipped
+    voice before it; it may belong after that speech, so the continuation starts at it."""
+    words = [word(3.0, 4.5), Word(" And", (2,), 5.3, 8.84, 0.9)]
+    speech = voiced((3.0, 4.5), (5.3, 5.9), (6.5, 7.1), (7.3, 8.0))
+    assert left_out_s(words, speech, 0.8, 1.0) == pytest.approx(5.3)
 
 
 def test_left_out_speech_at_the_chunk_start_is_not_decoded_again() -> None:
