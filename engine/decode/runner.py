@@ -119,7 +119,7 @@ class ModelRunner:
         return self.replicas * self.devices
 
     def describe(self) -> dict[str, Any]:
-        """The model as run.json records it."""
+        """The model as the run record (`.batchscribe/runs/`) keeps it."""
         from engine.decode.models import model_fingerprint
 
         return {"path": self.path, "sha256_16": model_fingerprint(self.path),
