@@ -294,5 +294,6 @@ class TranscribeConfig:
         if self.batch.pack and self.decode.word_timestamps:
             raise ConfigError("word timestamps are not available with packing yet: drop "
                               "--word-timestamps or --pack")
-        # "auto" made concrete once, here, so that every stage and the run record see the mode as run
+        # "auto" made concrete once, here, so that every stage and the run record see the mode
+        # as run
         object.__setattr__(self, "decode", self.decode.resolved(self.batch.pack))
