@@ -109,14 +109,7 @@ def cut_before(decoded: Decoded, from_s: float, words: list[Word], tokenizer: An
     kept = [w for w in words if w.start_s < from_s]
     if len(kept) == len(words):
         return decoded, words
-    text_left = sum(len(w.tokens) for w in kept)
-    tokens: list[int] = []
-    for token in decoded.tokens:
-        if token < tokenizer.eot:
-            if text_left == 0:
-                break
-            text_left -= 1
-        tokens.append(token)
+    tokens = list(decoded.tokens[:_text_end(decoded.tokens, kept, tokenizer.eot)])
     if close_segment and (not tokens or tokens[-1] < tokenizer.timestamp_begin):
         tokens.append(tokenizer.timestamp_begin + int(round(from_s / TIME_PRECISION_S)))
     return dataclasses.replace(decoded, tokens=tuple(tokens)), kept
@@ -129,15 +122,22 @@ def without_repeated_start(decoded: Decoded, words: list[Word], before: list[Wor
     again."""
     for count in range(min(MAX_REPEAT, len(words), len(before)), 0, -1):
         if [_plain(w) for w in words[:count]] == [_plain(w) for w in before[-count:]]:
-            drop = sum(len(w.tokens) for w in words[:count])
-            tokens = []
-            for token in decoded.tokens:
-                if token < eot and drop > 0:
-                    drop -= 1
-                    continue
-                tokens.append(token)
-            return dataclasses.replace(decoded, tokens=tuple(tokens)), words[count:]
+            end = _text_end(decoded.tokens, words[:count], eot)
+            tokens = tuple(t for t in decoded.tokens[:end] if t >= eot) + decoded.tokens[end:]
+            return dataclasses.replace(decoded, tokens=tokens), words[count:]
     return decoded, words
+
+
+def _text_end(tokens: tuple[int, ...], words: list[Word], eot: int) -> int:
+    """Where the text of `words`, the first words of `tokens`, ends: the index of the next text
+    token (timestamp tokens after those words stay before it)."""
+    text_left = sum(len(w.tokens) for w in words)
+    for index, token in enumerate(tokens):
+        if token < eot:
+            if text_left == 0:
+                return index
+            text_left -= 1
+    return len(tokens)
 
 
 def _plain(word: Word) -> str:

@@ -58,19 +58,11 @@ class SpeechDetector:
             min_silence_duration_ms=0, speech_pad_ms=0, max_speech_duration_s=float("inf"))
         get_vad_model()  # load the ONNX session now, not on the first item
 
-    def detect(self, samples: np.ndarray) -> list[SpeechSpan]:
-        """Speech spans in seconds; the whole audio when VAD is disabled."""
-        return self.find(whole_windows(samples)).spans
-
-    def detect_windows(self, windows: Iterable[np.ndarray]) -> tuple[int, list[SpeechSpan]]:
-        """(samples, speech spans) of audio given as `windows.WINDOW_SAMPLES`-sized windows (the
-        last may be shorter): the spans `detect` finds on the whole audio, without holding it."""
-        speech = self.find(windows)
-        return speech.total_samples, speech.spans
-
     def find(self, windows: Iterable[np.ndarray]) -> Speech:
         """Speech spans and voiced frames of audio given as `windows.WINDOW_SAMPLES`-sized
-        windows (the last may be shorter); the spans are those `detect` finds on the whole."""
+        windows (the last may be shorter; `whole_windows` for audio held whole): the spans
+        faster-whisper's `get_speech_timestamps` finds on the whole audio, without holding it;
+        the whole audio as one span when VAD is disabled."""
         if not self._config.enabled:
             total = sum(window.size for window in windows)
             return Speech(total, [SpeechSpan(0.0, total / self._rate)] if total else [], None)

@@ -77,23 +77,27 @@ def test_cutter_cuts_what_slicing_cuts_across_windows() -> None:
         cutter.cut(100, 200)
 
 
+def faster_whisper_spans(samples: np.ndarray) -> list[SpeechSpan]:
+    """The spans faster-whisper's own VAD finds on audio held whole (engine defaults)."""
+    options = fw_vad.VadOptions(min_silence_duration_ms=2000, speech_pad_ms=400,
+                                max_speech_duration_s=MAX_SPAN_S)
+    return [SpeechSpan(s["start"] / 16000, s["end"] / 16000)
+            for s in fw_vad.get_speech_timestamps(samples, options)]
+
+
 def test_windowed_vad_finds_the_whole_file_spans(long_flac) -> None:
     detector = SpeechDetector(VadConfig())
     whole = decode(AudioItem("a", path=long_flac))
-    total, spans = detector.detect_windows(decode_windows(AudioItem("a", path=long_flac)))
-    assert total == whole.size
-    options = fw_vad.VadOptions(min_silence_duration_ms=2000, speech_pad_ms=400,
-                                max_speech_duration_s=MAX_SPAN_S)
-    expected = [SpeechSpan(s["start"] / 16000, s["end"] / 16000)
-                for s in fw_vad.get_speech_timestamps(whole, options)]
-    assert spans == expected and len(spans) > 20
+    speech = detector.find(decode_windows(AudioItem("a", path=long_flac)))
+    assert speech.total_samples == whole.size
+    assert speech.spans == faster_whisper_spans(whole) and len(speech.spans) > 20
 
 
 def test_windowed_vad_of_exactly_one_window(speech) -> None:
     """A length of whole windows: faster-whisper's extra padding frame is its own model call."""
     audio = np.tile(speech, WINDOW_SAMPLES // speech.size + 1)[:WINDOW_SAMPLES]
-    detector = SpeechDetector(VadConfig())
-    assert detector.detect_windows([audio]) == (audio.size, detector.detect(audio))
+    found = SpeechDetector(VadConfig()).find([audio])
+    assert (found.total_samples, found.spans) == (audio.size, faster_whisper_spans(audio))
 
 
 @pytest.mark.parametrize("seed", range(6))
