@@ -5,9 +5,11 @@ Runs on the lent GPU machine after `. bench/gpu_setup.sh` (see bench/gpu_carry.s
     python3 bench/gpu.py --model /tmp/bs/base --corpus /tmp/bs/corpus --repeat 20 --out $OUT
 
 (a) faster-whisper BatchedInferencePipeline, one file at a time, audio decoded beforehand (not
-timed), float16; (b) batchscribe transcribe, decoding included, for each configuration of the
-sweep. GPU busy = mean NVML utilisation while the system runs. Texts are written to --out so that
-WER is computed off the machine (bench/gpu_wer.py).
+timed), float16; (c, `--peer-beam N`) WhisperS2T-reborn's `transcribe_with_vad` on every file in
+one call, batch 32 (its audio decoding, VAD and log-mel timed, its model load not); (b) batchscribe
+transcribe, decoding included, for each configuration of the sweep (`--processes N` in one: N
+processes at once, `--shard i/N` each). GPU busy = mean NVML utilisation while the system runs.
+Texts are written to --out so that WER is computed off the machine (bench/gpu_wer.py).
 """
 
 from __future__ import annotations
@@ -82,17 +84,59 @@ def run_faster_whisper(model_path: str, rows: list[dict[str, str]], batch_size: 
     return texts, audio_s / elapsed, gpu.busy
 
 
+def run_whisper_s2t(model_path: str, rows: list[dict[str, str]], batch_size: int,
+                    beam_size: int) -> tuple[dict[str, str], float, float, float]:
+    """WhisperS2T-reborn's `transcribe_with_vad` over every file in one call (its own audio
+    decoding, GPU VAD and log-mel included; model load not timed): texts, speed, GPU busy, load s.
+    """
+    import whisper_s2t
+
+    started = time.monotonic()
+    model = whisper_s2t.load_model(model_path, device="cuda", compute_type="float16",
+                                   asr_options={"beam_size": beam_size})
+    load_s = time.monotonic() - started
+    paths = [r["path"] for r in rows]
+    model.transcribe_with_vad(paths[:batch_size], lang_codes=["en"] * batch_size,
+                              tasks=["transcribe"] * batch_size,
+                              initial_prompts=[None] * batch_size, batch_size=batch_size)  # warm-up
+    with GpuSampler() as gpu:
+        started = time.monotonic()
+        out = model.transcribe_with_vad(paths, lang_codes=["en"] * len(paths),
+                                        tasks=["transcribe"] * len(paths),
+                                        initial_prompts=[None] * len(paths), batch_size=batch_size)
+        elapsed = time.monotonic() - started
+    texts = {r["id"]: " ".join(s["text"].strip() for s in segments).strip()
+             for r, segments in zip(rows, out, strict=True)}
+    audio_s = sum(float(r["duration_s"]) for r in rows)
+    return texts, audio_s / elapsed, gpu.busy, load_s
+
+
 def run_engine(manifest: str, out: str, options: list[str]) -> tuple[dict, float, float]:
+    """One `batchscribe transcribe`, timed whole; `--processes N` among the options (the bench's
+    own) runs N at once on the same output folder instead, `--shard i/N` each, timed until the
+    last ends. The report is the first process's, its audio hours those of all."""
+    processes = 1
+    if "--processes" in options:
+        at = options.index("--processes")
+        processes = int(options[at + 1])
+        options = options[:at] + options[at + 2:]
     cmd = [sys.executable, "-m", "engine", "transcribe", manifest, "-o", out, "-q", "--json",
            "--device", "cuda", *options]
+    shards = [cmd + ["--shard", f"{i}/{processes}"] if processes > 1 else cmd
+              for i in range(processes)]
     gpus = [int(options[i + 1]) for i, o in enumerate(options) if o == "--gpu"]
     with GpuSampler(gpus) as gpu:
         started = time.monotonic()
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for c in shards]
+        done = [(p, *p.communicate()) for p in running]
         elapsed = time.monotonic() - started
-    if done.returncode not in (0, 3):
-        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
-    report = json.loads(done.stdout)
+    reports = []
+    for p, stdout, stderr in done:
+        if p.returncode not in (0, 3):
+            raise RuntimeError(f"{' '.join(cmd)} failed: {stderr[-2000:]}")
+        reports.append(json.loads(stdout))
+    report = dict(reports[0], audio_hours=sum(r["audio_hours"] for r in reports))
     return report, report["audio_hours"] * 3600 / elapsed, gpu.busy
 
 
@@ -117,8 +161,10 @@ SWEEP = [
 @click.option("--configs", default=None,
               help="Engine options to run instead of the sweep, ';' between configurations.")
 @click.option("--baseline/--no-baseline", default=True, help="Run (a) too.")
+@click.option("--peer-beam", "peer_beams", type=int, multiple=True,
+              help="Run (c) WhisperS2T-reborn (batch 32) at this beam size; repeatable.")
 def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: str | None,
-         baseline: bool) -> None:
+         baseline: bool, peer_beams: tuple[int, ...]) -> None:
     rows = [dict(r, id=f"{r['id']}#{k}") for k in range(repeat) for r in load_corpus(corpus)]
     work = "/tmp/bs/work"
     os.makedirs(work, exist_ok=True)
@@ -134,6 +180,11 @@ def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: st
         texts[label], speed, busy = run_faster_whisper(model, rows, 8, "float16")
         results.append({"system": label, "speed": speed, "gpu_busy": busy})
         print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}", flush=True)
+    for beam in peer_beams:
+        label = f"(c) WhisperS2T-reborn transcribe_with_vad, batch 32, beam {beam}, float16"
+        texts[label], speed, busy, load_s = run_whisper_s2t(model, rows, 32, beam)
+        results.append({"system": label, "speed": speed, "gpu_busy": busy, "load_s": load_s})
+        print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}, load {load_s:.1f} s", flush=True)
     chosen = [c.strip() for c in configs.split(";")] if configs else SWEEP[:sweep]
     for n, options in enumerate(chosen):
         folder = os.path.join(work, f"out{n}")

@@ -9,6 +9,7 @@ for c in .carry/c1 .carry/c2 .carry/c3 .carry/c4 .carry/m; do
   cp -n "$c"/piece.* /tmp/bs/pieces/ 2>/dev/null
   cp -n "$c"/*.json "$c"/*.sha256 /tmp/bs/base/ 2>/dev/null
   [ -d "$c/corpus" ] && cp -rn "$c/corpus" /tmp/bs/
+  [ -f "$c/tokenizer.json.gz" ] && gunzip -c "$c/tokenizer.json.gz" > /tmp/bs/tokenizer.json
   ls "$c"/*.whl "$c"/wheels/*.whl 2>/dev/null | while read -r w; do
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$w"
   done

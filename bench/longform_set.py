@@ -1,6 +1,6 @@
 """Build the long-form evaluation set: real clips of the shared corpus joined into long files.
 
-    python bench/longform_set.py [--out /tmp/batchscribe-longform] [--gap-s 0.5]
+    python bench/longform_set.py [--out /tmp/batchscribe-longform] [--gap-s 0.5] [--corpus DIR]
 
 The shared corpus has no long recording with a word-exact reference, so long files are made from
 consecutive or related clips joined with short silent gaps, the way issue 14 measured the gap
@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import load_corpus  # noqa: E402
+from common import CORPUS, load_corpus  # noqa: E402
 
 RATE = 16000
 DEFAULT_OUT = os.path.join("/tmp", "batchscribe-longform")
@@ -62,12 +62,15 @@ SETS: dict[str, list[str]] = {
 }
 
 
-def build(out: str, gap_s: float) -> str:
-    """Write the set's FLAC files and references.tsv into `out`; return the references path."""
+def build(out: str, gap_s: float, corpus: str = CORPUS) -> str:
+    """Write the set's FLAC files and references.tsv (also as manifest.tsv, which the benchmarks'
+    `--corpus` reads) into `out`; return the references path."""
+    import shutil
+
     import soundfile
     from faster_whisper import decode_audio
 
-    rows = {r["id"]: r for r in load_corpus()}
+    rows = {r["id"]: r for r in load_corpus(corpus)}
     os.makedirs(out, exist_ok=True)
     gap = np.zeros(int(gap_s * RATE), dtype=np.float32)
     refs = []
@@ -89,14 +92,16 @@ def build(out: str, gap_s: float) -> str:
                                 delimiter="\t")
         writer.writeheader()
         writer.writerows(refs)
+    shutil.copyfile(path, os.path.join(out, "manifest.tsv"))
     return path
 
 
 @click.command()
 @click.option("--out", default=DEFAULT_OUT, show_default=True, help="Folder for the set.")
 @click.option("--gap-s", default=0.5, show_default=True, help="Silence between clips.")
-def main(out: str, gap_s: float) -> None:
-    path = build(out, gap_s)
+@click.option("--corpus", default=CORPUS, show_default=True, help="The shared real corpus.")
+def main(out: str, gap_s: float, corpus: str) -> None:
+    path = build(out, gap_s, corpus)
     with open(path, encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             click.echo(f"{row['id']}: {row['duration_s']} s")

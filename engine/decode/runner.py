@@ -11,6 +11,7 @@ while the caller's thread only batches and writes.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -89,6 +90,7 @@ class ModelRunner:
         self._suppress = self._suppressed_tokens()
         self.devices = len(model.device_index) if self.device == "cuda" else 1
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replica")
+        self.continuations = ContinuationCounts()
 
     def _load(self, model: ModelConfig, threads: int) -> None:
         import ctranslate2
@@ -395,6 +397,7 @@ class ModelRunner:
                     run[-1] = found[1]
             if not todo:
                 break
+            self.continuations.add(tried=len(todo))
             tails = self._decode_grouped([self._continuation(run[-1], from_s)
                                           for run, from_s, _ in todo])
             self._align_missing(tails, words)
@@ -410,6 +413,7 @@ class ModelRunner:
                         words.pop(id(uncut), None)
                     run.append(tail)
                     active.append(run)
+                    self.continuations.add(kept=1)
                 else:
                     if cut is not uncut:
                         words.pop(id(cut), None)
@@ -513,6 +517,20 @@ class ModelRunner:
                 if self.needs_fallback(attempt):
                     todo.append(attempt)
         return [best[id(d.request)] for d in failed]
+
+
+class ContinuationCounts:
+    """How often decodes ran again from where speech was left out, and were kept (replica
+    threads add at once)."""
+
+    def __init__(self) -> None:
+        self.tried = self.kept = 0
+        self._lock = threading.Lock()
+
+    def add(self, tried: int = 0, kept: int = 0) -> None:
+        with self._lock:
+            self.tried += tried
+            self.kept += kept
 
 
 def _torch_encoder(model: ModelConfig, path: str, device: str, compute_type: str) -> Any:

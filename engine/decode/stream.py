@@ -42,6 +42,8 @@ class Timings:
     packed_windows: int = 0  # windows shared by several chunks (--pack)
     packed_chunks: int = 0  # chunks in those windows
     unpacked_chunks: int = 0  # of those, decoded alone again: their share looked wrong
+    continuations: int = 0  # decodes run again from where the decoder left speech out
+    continuations_kept: int = 0  # of those, kept: they heard more
 
 
 def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRunner,
@@ -118,6 +120,8 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
             yield from drain(in_flight.popleft())
         elif not ready:
             break
+    timings.continuations = runner.continuations.tried
+    timings.continuations_kept = runner.continuations.kept
 
 
 def _timed_waits(prepared: Iterable[PreparedItem | ItemError],
