@@ -105,15 +105,21 @@ def build(work: str, tokenizer: str) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--tokens-per-s", type=float, default=0.0, help="0: no cap.")
+@click.option("--stacks", default=None, help="Sample the threads' stacks into this file.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def one(tokens_per_s: float, args: tuple[str, ...]) -> None:
+def one(tokens_per_s: float, stacks: str | None, args: tuple[str, ...]) -> None:
     """One `batchscribe transcribe` in this process, generate calls capped."""
+    from contextlib import nullcontext
+
+    from stacks import StackSampler
+
     from engine.cli import cli
     from engine.decode import runner
 
     if tokens_per_s > 0:
         _cap(runner, tokens_per_s)
-    cli(["transcribe", *args], standalone_mode=False)
+    with StackSampler(stacks) if stacks else nullcontext():
+        cli(["transcribe", *args], standalone_mode=False)
 
 
 def _cap(runner: Any, tokens_per_s: float) -> None:
@@ -166,9 +172,11 @@ def _manifest(corpus: str, repeat: int, work: str) -> tuple[str, float]:
 @click.option("--features", default="device", show_default=True,
               help="Where the torch encoder's log-mel is computed, comma-separated: device "
               "(--gpu-features), workers (--cpu-features).")
+@click.option("--stacks/--no-stacks", default=False,
+              help="Sample each run's thread stacks into --out (bench/stacks.py).")
 @click.option("--out", required=True)
 def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, encoders: str,
-        features: str, out: str) -> None:
+        features: str, stacks: bool, out: str) -> None:
     work = "/tmp/bs/work-encoder"
     os.makedirs(work, exist_ok=True)
     manifest, total_s = _manifest(corpus, repeat, work)
@@ -178,8 +186,10 @@ def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, 
             folder = os.path.join(work, f"{os.path.basename(model)}-{encoder}-{where}")
             subprocess.run(["rm", "-rf", folder], check=True)
             flag = "--gpu-features" if where == "device" else "--cpu-features"
+            sampled = (["--stacks", os.path.join(out, f"stacks-{os.path.basename(folder)}.txt")]
+                       if stacks else [])
             cmd = [sys.executable, os.path.abspath(__file__), "one", "--tokens-per-s",
-                   str(tokens_per_s), manifest, "-o", folder, "-q", "--json", "--device", "cuda",
+                   str(tokens_per_s), *sampled, manifest, "-o", folder, "-q", "--json", "--device", "cuda",
                    "--model", model, "--encoder", encoder, flag, *OPTIONS, *extra.split()]
             with Sampler() as gpu:
                 started = time.monotonic()

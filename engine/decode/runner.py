@@ -31,7 +31,7 @@ from engine.decode.continuation import (
     unspoken_tail_s,
     without_repeated_start,
 )
-from engine.decode.models import resolve_model
+from engine.decode.models import model_fingerprint, resolve_model
 from engine.decode.packing import share_is_suspect, split_window
 from engine.decode.words import Word, from_alignment
 from engine.errors import ModelLoadError
@@ -79,11 +79,15 @@ class ModelRunner:
         cores = os.cpu_count() or 2
         self.replicas = model.replicas or (min(2, cores) if self.device == "cpu" else 8)
         threads = model.cpu_threads or max(1, cores // self.replicas)
-        with ThreadPoolExecutor(1) as loader:  # torch's import and load beside CTranslate2's
+        # torch's import and load, and the model's digest for the run record (1-3 s for a large
+        # model.bin), beside CTranslate2's load
+        with ThreadPoolExecutor(2) as loader:
+            digest = loader.submit(model_fingerprint, self.path)
             torch_encoder = loader.submit(_torch_encoder, model, self.path, self.device,
                                           self.compute_type)
             self._load(model, threads)
             self._torch = torch_encoder.result()
+            self.fingerprint = digest.result()
         self.features_on_device = _features_on_device(model, self._torch, self.device)
         self.decode = decode.resolved()  # a run's config comes resolved (TranscribeConfig)
         self._tokenizers: dict[tuple[str, str], Any] = {}
@@ -122,9 +126,7 @@ class ModelRunner:
 
     def describe(self) -> dict[str, Any]:
         """The model as the run record (`.batchscribe/runs/`) keeps it."""
-        from engine.decode.models import model_fingerprint
-
-        return {"path": self.path, "sha256_16": model_fingerprint(self.path),
+        return {"path": self.path, "sha256_16": self.fingerprint,
                 "device": self.device, "compute_type": self.compute_type,
                 "replicas_per_device": self.replicas, "devices": self.devices,
                 "n_mels": self.n_mels,
