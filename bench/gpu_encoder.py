@@ -189,8 +189,9 @@ def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, 
             sampled = (["--stacks", os.path.join(out, f"stacks-{os.path.basename(folder)}.txt")]
                        if stacks else [])
             cmd = [sys.executable, os.path.abspath(__file__), "one", "--tokens-per-s",
-                   str(tokens_per_s), *sampled, manifest, "-o", folder, "-q", "--json", "--device", "cuda",
-                   "--model", model, "--encoder", encoder, flag, *OPTIONS, *extra.split()]
+                   str(tokens_per_s), *sampled, manifest, "-o", folder, "-q", "--json",
+                   "--device", "cuda", "--model", model, "--encoder", encoder, flag, *OPTIONS,
+                   *extra.split()]
             with Sampler() as gpu:
                 started = time.monotonic()
                 done = subprocess.run(cmd, capture_output=True, text=True)
