@@ -98,14 +98,6 @@ class ModelRunner:
 
     def _load(self, model: ModelConfig, threads: int) -> None:
         import ctranslate2
-
-        if self.device == "cuda":
-            # CTranslate2's default allocator caches blocks up to 16 MiB only; a large model's
-            # encoder output and cross-attention keys are bigger, so each generate call frees
-            # them with cudaFree, which waits for all work on the GPU: the replicas then run one
-            # after another. The stream-ordered allocator frees without that wait. Read by
-            # CTranslate2 at each thread's first allocation; a user's own setting wins.
-            os.environ.setdefault("CT2_CUDA_ALLOCATOR", "cuda_malloc_async")
         import tokenizers
 
         try:
