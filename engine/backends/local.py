@@ -10,8 +10,10 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from engine.backends.common import (
@@ -24,6 +26,7 @@ from engine.backends.common import (
 )
 from engine.backends.pool import OrderedPool
 from engine.config import TranscribeConfig
+from engine.decode.plan import ModelPlan, plan_model
 from engine.decode.runner import ModelRunner
 from engine.decode.stream import check_language_options, decode_stream
 from engine.errors import TooManyErrors
@@ -54,55 +57,73 @@ def transcribe_locally(config: TranscribeConfig,
     started = time.monotonic()
     manifest, writer = open_job(config)
     done, retried = ids_to_skip(config.output, config.run.retry_errors)  # settles first
-    loading = time.monotonic()
-    runner = ModelRunner(config.model, config.decode)
-    model_load_s = time.monotonic() - loading
-    config = replace(config, batch=config.batch.for_device(runner.device))  # recorded as run
-    model = runner.describe()
-    try:
-        check_language_options(runner, config)
-        mixed = check_rerun(config, model)
-    except BaseException:
-        runner.close()
-        raise
-    summary = RunSummary(mixed=mixed)
-    summary.manifest_rows, summary.skipped_done = count_rows(manifest, done, config.run.shard)
-    if on_start is not None:
-        on_start(summary.manifest_rows, summary.skipped_done)
-
-    summary.timings.model_load_s = model_load_s
+    plan = plan_model(config.model)
+    config = replace(config, batch=config.batch.for_device(plan.device))  # recorded as run
+    summary = RunSummary()
     items = manifest.items(config.run.passthrough, skip=done, shard=config.run.shard)
+    runner: ModelRunner | None = None
+    model: dict[str, Any] = {}
+    loading: Future[tuple[ModelRunner, float]] | None = None
     failed = True
+    commit = True  # the output is committed at the end, unless the model or a check failed
     try:
-        # long files' chunk features (or samples, for the GPU's log-mel) wait here between the
-        # workers and the model (`Preparer`)
-        with tempfile.TemporaryDirectory(prefix="batchscribe-features-") as spill_dir, \
-                OrderedPool(partial(Preparer, config.vad, runner.n_mels, spill_dir,
-                                    features_on_device=runner.features_on_device),
-                            config.run.workers, on_crash=worker_crashed) as pool:
-            for outcome in decode_stream(pool.map(items), runner, config, summary.timings):
-                with deferred():  # a stop signal waits: the row is written and counted, or not
-                    writer.write(outcome)
-                    summary.add(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome, summary)
-                budget = config.run.max_errors
-                if budget is not None and summary.counts["error"] > budget:
-                    summary.stopped = f"more than {budget} items failed"
-                    break
+        # the model loads while the workers start and decode the first files; long files' chunk
+        # features (or samples, for the GPU's log-mel) wait in spill_dir for the model
+        with ThreadPoolExecutor(1, thread_name_prefix="model-load") as loader:
+            loading = loader.submit(_load_model, config, plan)
+            with tempfile.TemporaryDirectory(prefix="batchscribe-features-") as spill_dir, \
+                    OrderedPool(partial(Preparer, config.vad, plan.n_mels, spill_dir,
+                                        features_on_device=plan.features_on_device),
+                                config.run.workers, on_crash=worker_crashed) as pool:
+                prepared = pool.map(items)
+                commit = False
+                first = next(prepared, None)
+                runner, summary.timings.model_load_s = loading.result()
+                model = runner.describe()
+                check_language_options(runner, config)
+                summary.mixed = check_rerun(config, model)
+                summary.manifest_rows, summary.skipped_done = count_rows(manifest, done,
+                                                                         config.run.shard)
+                if on_start is not None:
+                    on_start(summary.manifest_rows, summary.skipped_done)
+                commit = True
+                head = [] if first is None else [first]
+                for outcome in decode_stream(chain(head, prepared), runner, config,
+                                             summary.timings):
+                    with deferred():  # a stop signal waits: the row is written and counted
+                        writer.write(outcome)
+                        summary.add(outcome)
+                    if on_outcome is not None:
+                        on_outcome(outcome, summary)
+                    budget = config.run.max_errors
+                    if budget is not None and summary.counts["error"] > budget:
+                        summary.stopped = f"more than {budget} items failed"
+                        break
         failed = False
     finally:
-        runner.close(wait=not failed)  # stopped: the batches in flight are not waited for
-        writer.commit()
-        if retried:  # their earlier error rows go only now, after the new rows are in
-            settle(config.output)
-        summary.wall_s = time.monotonic() - started
-        if not (failed and summary.rows == 0):  # a start that failed leaves nothing behind
-            report = save_report(writer, config, build_report(config, model, summary))
+        if runner is None and loading is not None and loading.done() \
+                and loading.exception() is None:  # loaded for a start that failed
+            runner = loading.result()[0]
+        if runner is not None:
+            runner.close(wait=not failed)  # stopped: the batches in flight are not waited for
+        if commit:
+            writer.commit()
+            if retried:  # their earlier error rows go only now, after the new rows are in
+                settle(config.output)
+            summary.wall_s = time.monotonic() - started
+            if not (failed and summary.rows == 0):  # a start that failed leaves nothing behind
+                report = save_report(writer, config, build_report(config, model, summary))
     if summary.stopped:
         raise TooManyErrors(f"run stopped: {summary.stopped} (the error budget); "
                             f"rows written so far are kept in {config.output}")
     return report
+
+
+def _load_model(config: TranscribeConfig, plan: ModelPlan) -> tuple[ModelRunner, float]:
+    """The model that `plan` describes, and how long it took to load."""
+    started = time.monotonic()
+    runner = ModelRunner(config.model, config.decode, plan)
+    return runner, time.monotonic() - started
 
 
 def worker_crashed(item: AudioItem) -> ItemError:

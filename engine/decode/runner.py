@@ -31,8 +31,9 @@ from engine.decode.continuation import (
     unspoken_tail_s,
     without_repeated_start,
 )
-from engine.decode.models import model_fingerprint, resolve_model
+from engine.decode.models import model_fingerprint
 from engine.decode.packing import share_is_suspect, split_window
+from engine.decode.plan import ModelPlan, plan_model
 from engine.decode.words import Word, from_alignment
 from engine.errors import ModelLoadError
 from engine.types import (
@@ -49,46 +50,25 @@ from engine.types import (
 MAX_LENGTH = 448
 MIN_TAIL_S = 1.0  # speech left after the model's last timestamp that is worth decoding again
 MAX_CONTINUATIONS = 3
-AUTO_TORCH_WIDTH = 1024  # --encoder auto picks torch on CUDA for encoders this wide or wider
-
-
-def _effective_device(requested: str) -> str:
-    if requested == "cpu":
-        return requested
-    import ctranslate2
-
-    try:
-        gpus = ctranslate2.get_cuda_device_count()
-    except RuntimeError:  # no driver, or one too old for CTranslate2's CUDA runtime
-        gpus = 0
-    if requested == "cuda" and gpus == 0:
-        raise ModelLoadError("device cuda was asked for, but no CUDA device found (no GPU, or "
-                             "no working NVIDIA driver); run on the CPU (device cpu or auto)")
-    return "cuda" if gpus > 0 else "cpu"
 
 
 class ModelRunner:
     """Loads a CTranslate2 Whisper model once and decodes batches of chunks with it."""
 
-    def __init__(self, model: ModelConfig, decode: DecodeConfig) -> None:
-        self.path = resolve_model(model.path)
-        self.device = _effective_device(model.device)
-        self.compute_type = model.compute_type
-        if self.compute_type == "auto":
-            self.compute_type = "int8" if self.device == "cpu" else "float16"
-        cores = os.cpu_count() or 2
-        self.replicas = model.replicas or (min(2, cores) if self.device == "cpu" else 8)
-        threads = model.cpu_threads or max(1, cores // self.replicas)
+    def __init__(self, model: ModelConfig, decode: DecodeConfig,
+                 plan: ModelPlan | None = None) -> None:
+        plan = plan or plan_model(model)
+        self.path, self.device, self.compute_type = plan.path, plan.device, plan.compute_type
+        self.replicas = plan.replicas
         # torch's import and load, and the model's digest for the run record (1-3 s for a large
         # model.bin), beside CTranslate2's load
         with ThreadPoolExecutor(2) as loader:
             digest = loader.submit(model_fingerprint, self.path)
-            torch_encoder = loader.submit(_torch_encoder, model, self.path, self.device,
-                                          self.compute_type)
-            self._load(model, threads)
+            torch_encoder = loader.submit(_torch_encoder, plan, model.device_index)
+            self._load(model, plan.threads)
             self._torch = torch_encoder.result()
             self.fingerprint = digest.result()
-        self.features_on_device = _features_on_device(model, self._torch, self.device)
+        self.features_on_device = plan.features_on_device
         self.decode = decode.resolved()  # a run's config comes resolved (TranscribeConfig)
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._suppress = self._suppressed_tokens()
@@ -535,40 +515,17 @@ class ContinuationCounts:
             self.kept += kept
 
 
-def _torch_encoder(model: ModelConfig, path: str, device: str, compute_type: str) -> Any:
-    """The torch encoder where `model.encoder` asks for it, else None (CTranslate2's own).
-
-    auto: on one CUDA device, when PyTorch with CUDA is installed, for encoders at least
-    AUTO_TORCH_WIDTH wide (medium, large-v3, turbo, distil-large): on an H100 it gave 2.2x end to
-    end on large-v3-shaped models, while base (512 wide) is decoder-bound and ran slower
-    (bench/RESULTS.md)."""
-    from engine.decode.ct2_weights import encoder_width
-
-    if model.encoder == "ctranslate2":
+def _torch_encoder(plan: ModelPlan, device_index: Sequence[int]) -> Any:
+    """The torch encoder where the plan has it, else None (CTranslate2's own)."""
+    if not plan.torch_encoder:
         return None
-    if model.encoder == "auto" and (device != "cuda" or len(model.device_index) > 1
-                                    or encoder_width(path) < AUTO_TORCH_WIDTH
-                                    or not _torch_has_cuda()):
-        return None
-    if device == "cuda" and len(model.device_index) > 1:
-        raise ModelLoadError("--encoder torch runs on one GPU per process; give one --gpu, or "
-                             "use --encoder ctranslate2")
-    try:
-        from engine.decode.torch_encoder import TorchEncoder
-    except ImportError as e:
-        raise ModelLoadError("--encoder torch needs PyTorch: pip install 'batchscribe[gpu]', "
-                             "or use --encoder ctranslate2") from e
-    dtype = ("float32" if device == "cpu" or compute_type in ("float32", "int16", "int8",
-                                                                "int8_float32")
-             else "bfloat16" if "bfloat16" in compute_type else "float16")
-    where = "cpu" if device == "cpu" else f"cuda:{model.device_index[0]}"
-    return TorchEncoder(path, device=where, dtype=dtype)
+    from engine.decode.torch_encoder import TorchEncoder
 
-
-def _features_on_device(model: ModelConfig, torch_encoder: Any, device: str) -> bool:
-    """Whether the decode workers ship samples and the torch encoder computes the log-mel on
-    the GPU (issue 13): with `features_on_device`, for the torch encoder on CUDA only."""
-    return model.features_on_device and torch_encoder is not None and device == "cuda"
+    dtype = ("float32" if plan.device == "cpu"
+             or plan.compute_type in ("float32", "int16", "int8", "int8_float32")
+             else "bfloat16" if "bfloat16" in plan.compute_type else "float16")
+    where = "cpu" if plan.device == "cpu" else f"cuda:{device_index[0]}"
+    return TorchEncoder(plan.path, device=where, dtype=dtype)
 
 
 def _host_features(windows: Sequence[Chunk | PackedChunk]) -> np.ndarray:
@@ -580,14 +537,6 @@ def _host_features(windows: Sequence[Chunk | PackedChunk]) -> np.ndarray:
                              "encoder; only the torch encoder computes them")
         features.append(window.features)
     return np.stack(features)
-
-
-def _torch_has_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def _prompt_of(request: ChunkRequest) -> tuple[str, str, tuple[int, ...]]:

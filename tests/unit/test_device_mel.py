@@ -157,14 +157,14 @@ def test_transcribe_with_features_on_the_device(model_path: str, clips: list[dic
     from click.testing import CliRunner
 
     from engine.cli import cli
-    from engine.decode import runner
+    from engine.decode import plan
 
     manifest = write_manifest({"id": [c["id"] for c in clips[:2]],
                                "path": [c["path"] for c in clips[:2]]})
     texts, where = {}, {}
     for features in ("--cpu-features", "--gpu-features"):
         if features == "--gpu-features":
-            monkeypatch.setattr(runner, "_features_on_device",
+            monkeypatch.setattr(plan, "_features_on_device",
                                 lambda model, encoder, device: model.features_on_device)
         out = str(tmp_path / features)
         result = CliRunner().invoke(cli, ["transcribe", manifest, "-o", out, "--device", "cpu",

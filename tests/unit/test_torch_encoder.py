@@ -57,13 +57,16 @@ def test_reader_reads_the_float16_folder(model_path: str) -> None:
 def test_auto_keeps_ctranslate2_for_narrow_encoders_and_on_cpu(model_path: str) -> None:
     from engine.config import ModelConfig
     from engine.decode.ct2_weights import encoder_width
-    from engine.decode.runner import _torch_encoder
+    from engine.decode.plan import AUTO_TORCH_WIDTH, wants_torch_encoder
 
-    assert encoder_width(model_path) == 384
-    assert _torch_encoder(ModelConfig(encoder="auto"), model_path, "cuda", "float16") is None
-    assert _torch_encoder(ModelConfig(encoder="auto"), model_path, "cpu", "int8") is None
-    assert _torch_encoder(ModelConfig(encoder="ctranslate2"), model_path, "cpu", "int8") is None
-    assert _torch_encoder(ModelConfig(encoder="torch"), model_path, "cpu", "int8") is not None
+    width = encoder_width(model_path)
+    assert width == 384
+    assert not wants_torch_encoder(ModelConfig(encoder="auto"), width, "cuda")
+    assert not wants_torch_encoder(ModelConfig(encoder="auto"), AUTO_TORCH_WIDTH, "cpu")
+    assert not wants_torch_encoder(ModelConfig(encoder="auto", device_index=(0, 1)),
+                                   AUTO_TORCH_WIDTH, "cuda")
+    assert not wants_torch_encoder(ModelConfig(encoder="ctranslate2"), width, "cpu")
+    assert wants_torch_encoder(ModelConfig(encoder="torch"), width, "cpu")
 
 
 def test_reader_refuses_a_truncated_file(model_path: str, tmp_path: Any) -> None:
