@@ -114,3 +114,22 @@ def test_run_help_names_job_files_that_exist() -> None:
     result = invoke("run", "--help")
     named = re.findall(r"jobs/[\w.-]+\.toml", result.output)
     assert named and all(os.path.isfile(os.path.join(REPO, n)) for n in named), named
+
+
+def test_a_model_that_fails_to_load_after_the_workers_started_writes_nothing(
+        write_manifest, tmp_path, clips, model_path) -> None:
+    """The model loads while the decode workers start: CTranslate2 refusing it there (a model.bin
+    whose index reads but whose spec it does not know) is still one line, and nothing is written."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_path, broken)
+    data = (broken / "model.bin").read_bytes()
+    (broken / "model.bin").write_bytes(data.replace(b"WhisperSpec", b"WhisperSpeX", 1))
+    manifest = write_manifest({"id": [c["id"] for c in clips[:3]],
+                               "path": [c["path"] for c in clips[:3]]})
+    out = tmp_path / "out"
+    line = one_line_error(invoke("transcribe", manifest, "-o", str(out), "--model", str(broken),
+                                 "-j", "2"))
+    assert "cannot load the Whisper model" in line and str(broken) in line
+    assert not out.exists()
