@@ -119,6 +119,14 @@ def _dequantized(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def encoder_width(folder: str) -> int:
-    """The encoder's width (d_model) of a CTranslate2 Whisper folder, from model.bin's index."""
-    return int(read_variables(folder, prefix="encoder/conv1/bias")["encoder/conv1/bias"].shape[0])
+def encoder_shape(folder: str) -> tuple[int, int]:
+    """The encoder's width (d_model) and mel bins of a CTranslate2 Whisper folder, from the
+    shape of model.bin's first convolution (read through the index, the weights left on disk).
+
+    Raises:
+        ModelLoadError: model.bin is unreadable or holds no Whisper encoder.
+    """
+    conv1 = read_variables(folder, prefix="encoder/conv1/weight").get("encoder/conv1/weight")
+    if conv1 is None:
+        raise ModelLoadError(f"{folder}/model.bin holds no Whisper encoder (no encoder/conv1)")
+    return int(conv1.shape[0]), int(conv1.shape[1])

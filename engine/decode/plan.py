@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from engine.config import ModelConfig
-from engine.decode.ct2_weights import read_variables
+from engine.decode.ct2_weights import encoder_shape
 from engine.decode.models import resolve_model
 from engine.errors import ModelLoadError
 
@@ -46,10 +46,7 @@ def plan_model(model: ModelConfig) -> ModelPlan:
         compute_type = "int8" if device == "cpu" else "float16"
     cores = os.cpu_count() or 2
     replicas = model.replicas or (min(2, cores) if device == "cpu" else 8)
-    conv1 = read_variables(path, prefix="encoder/conv1/weight").get("encoder/conv1/weight")
-    if conv1 is None:
-        raise ModelLoadError(f"{path}/model.bin holds no Whisper encoder (no encoder/conv1)")
-    width, n_mels = int(conv1.shape[0]), int(conv1.shape[1])
+    width, n_mels = encoder_shape(path)
     torch_encoder = wants_torch_encoder(model, width, device)
     return ModelPlan(path, device, compute_type, replicas,
                      threads=model.cpu_threads or max(1, cores // replicas), width=width,

@@ -56,11 +56,11 @@ def test_reader_reads_the_float16_folder(model_path: str) -> None:
 
 def test_auto_keeps_ctranslate2_for_narrow_encoders_and_on_cpu(model_path: str) -> None:
     from engine.config import ModelConfig
-    from engine.decode.ct2_weights import encoder_width
+    from engine.decode.ct2_weights import encoder_shape
     from engine.decode.plan import AUTO_TORCH_WIDTH, wants_torch_encoder
 
-    width = encoder_width(model_path)
-    assert width == 384
+    width, n_mels = encoder_shape(model_path)
+    assert (width, n_mels) == (384, 80)
     assert not wants_torch_encoder(ModelConfig(encoder="auto"), width, "cuda")
     assert not wants_torch_encoder(ModelConfig(encoder="auto"), AUTO_TORCH_WIDTH, "cpu")
     assert not wants_torch_encoder(ModelConfig(encoder="auto", device_index=(0, 1)),
