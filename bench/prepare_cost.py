@@ -37,6 +37,7 @@ def main(corpus: str, n_mels: str, cores: int, out: str | None) -> None:
     from engine.prepare.audio import SAMPLE_RATE_HZ, decode
     from engine.prepare.chunking import plan_chunks
     from engine.prepare.features import FeatureComputer
+    from engine.prepare.stage import _cut  # the chunk's audio, as the workers cut it
     from engine.prepare.vad import SpeechDetector, whole_windows
     from engine.types import AudioItem
 
@@ -52,8 +53,7 @@ def main(corpus: str, n_mels: str, cores: int, out: str | None) -> None:
         started = time.process_time()
         speech = detector.find(whole_windows(samples))
         spent["vad"] += time.process_time() - started
-        pieces = [samples[int(g[0].start_s * SAMPLE_RATE_HZ): int(g[-1].end_s * SAMPLE_RATE_HZ)]
-                  for g in plan_chunks(speech.spans)]
+        pieces = [_cut(samples, group) for group in plan_chunks(speech.spans)]
         for n, compute in computers.items():
             started = time.process_time()
             for piece in pieces:
