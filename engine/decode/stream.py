@@ -82,11 +82,14 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         timings.packed_windows += sum(isinstance(r.chunk, PackedChunk) for r in batch)
         in_flight.append(runner.submit([request.loaded() for request in batch]))
 
+    def idle() -> int:  # replicas with no batch to decode
+        return runner.concurrency - sum(not batch.done() for batch in in_flight)
+
     def pump() -> Iterator[ItemResult]:
         while ready:
             requests = ready[:]
             ready.clear()
-            for batch in batcher.add(requests):
+            for batch in batcher.add(requests, idle()):
                 yield from submit(batch)
 
     for p in with_languages(_timed_waits(prepared, timings), runner, config):
@@ -107,7 +110,7 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         else:
             requests = [runner.request(chunk, language, task, prompt, packable)
                         for chunk in p.chunks]
-        for batch in batcher.add(requests):
+        for batch in batcher.add(requests, idle()):
             yield from submit(batch)
         while in_flight and in_flight[0].done():
             yield from drain(in_flight.popleft())

@@ -31,3 +31,26 @@ def test_partial_batches_wait_for_more_until_flush() -> None:
     assert [len(b) for b in batches] == [4]
     assert len(batcher) == 2
     assert [len(b) for b in batcher.flush()] == [2]
+
+
+def test_a_full_batch_goes_at_once_while_a_replica_is_idle() -> None:
+    batcher = Batcher(BatchConfig(batch_size=2, sort_window=64))
+    assert batcher.add([request("a", 3), request("b", 10), request("c", 5)]) == []
+    batches = batcher.add([request("d", 7)], idle=1)
+    assert [[r.chunk.item_id for r in b] for b in batches] == [["b", "d"]]
+    assert len(batcher) == 2
+    assert batcher.add([], idle=0) == []  # busy again: the rest wait for the window
+
+
+def test_previous_text_prompts_of_similar_length_share_a_batch() -> None:
+    """Trimming to the batch's shortest prompt costs the others their context: long prompts go
+    together."""
+    def prompted(item: str, previous: int) -> ChunkRequest:
+        prompt = (50361, *range(previous), 50258)
+        return ChunkRequest(request(item, 20).chunk, "en", "transcribe", prompt,
+                            trimmable=previous)
+
+    batcher = Batcher(BatchConfig(batch_size=2, sort_window=4))
+    batches = batcher.add([prompted("a", 200), prompted("b", 10), prompted("c", 223),
+                           prompted("d", 12)])
+    assert [[len(r.prompt_tokens) for r in b] for b in batches] == [[202, 202], [12, 12]]
