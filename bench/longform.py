@@ -6,8 +6,9 @@ On the long-form set (bench/longform_set.py, built when missing): batchscribe tr
 int8) once per mode (each `--mode` is a string of extra options; default: the aligned and tokens
 timestamps, each with and without `--condition-on-previous-text`), and faster-whisper's
 `WhisperModel.transcribe(vad_filter=True)` with its defaults (beam 5, previous-text conditioning)
-on the same model. Prints per file and overall WER and deletions (Whisper English normaliser),
-and wall time of each run; appends the table to bench/RESULTS.md.
+on the same model. Prints WER and deletions (Whisper English normaliser) per file, per kind of
+copy (clean, noisy, phone, room: `longform_set.VARIANTS`) and overall, one column per system,
+and the wall time of each run; appends the table to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, append_results, run_engine, run_fw_loop  # noqa: E402
-from longform_set import DEFAULT_OUT, build  # noqa: E402
+from longform_set import DEFAULT_OUT, VARIANTS, build, variant_of  # noqa: E402
 
 DEFAULT_MODES = ("--timestamps aligned", "--timestamps tokens",
                  "--timestamps aligned --condition-on-previous-text",
@@ -41,16 +42,22 @@ def load_set(folder: str) -> list[dict[str, str]]:
     return rows
 
 
-def scores(refs: dict[str, str], texts: dict[str, str]) -> dict[str, tuple[float, int]]:
-    """(WER %, deletions) per id and for "all"."""
+def groups(ids: list[str]) -> dict[str, list[str]]:
+    """Each file alone, each kind of copy (the clean files, then each of `VARIANTS`), and all."""
+    kinds = {"clean files": [i for i in ids if variant_of(i) is None]}
+    kinds.update({f"{v} copies": [i for i in ids if variant_of(i) == v] for v in VARIANTS})
+    return {**{i: [i] for i in ids}, **{k: v for k, v in kinds.items() if v}, "all": ids}
+
+
+def scores(refs: dict[str, str], texts: dict[str, str],
+           rows: dict[str, list[str]]) -> dict[str, tuple[float, int]]:
+    """(WER %, deletions) of each group of ids."""
     from engine.corpus.evaluate import corpus_wer
 
     out = {}
-    for i in refs:
-        r = corpus_wer([refs[i]], [texts.get(i, "")])
-        out[i] = (r.wer, r.deletions)
-    r = corpus_wer(list(refs.values()), [texts.get(i, "") for i in refs])
-    out["all"] = (r.wer, r.deletions)
+    for name, ids in rows.items():
+        r = corpus_wer([refs[i] for i in ids], [texts.get(i, "") for i in ids])
+        out[name] = (r.wer, r.deletions)
     return out
 
 
@@ -83,16 +90,19 @@ def main(model_path: str | None, threads: int, modes: tuple[str, ...], language:
         _, texts, measured = run_engine(manifest, os.path.join(work, f"engine-{n}"),
                                         [*common, *mode.split()], threads)
         runs.append((f"batchscribe {mode}", texts, measured.wall_s))
-    ids = [*refs, "all"]
+    table = groups(list(refs))
     audio_s = sum(float(r["duration_s"]) for r in rows)
     lines = [f"Long-form set: {len(rows)} files, {audio_s:.0f} s; model {os.path.basename(model)}"
-             f", int8, CPU, {threads} threads. WER % / deletions; wall s includes start-up.", "",
-             "| system | " + " | ".join(ids) + " | wall s |",
-             "| --- " * (len(ids) + 2) + "|"]
-    for label, texts, wall_s in runs:
-        s = scores(refs, texts)
-        lines.append(f"| {label} | " + " | ".join(f"{s[i][0]:.2f} / {s[i][1]}" for i in ids)
-                     + f" | {wall_s:.0f} |")
+             f", int8, CPU, {threads} threads. WER % / deletions; wall s includes start-up.",
+             "Systems: " + "; ".join(f"({n}) {label}" for n, (label, _, _) in enumerate(runs)),
+             "", "| file | " + " | ".join(f"({n})" for n in range(len(runs))) + " |",
+             "| --- " * (len(runs) + 1) + "|"]
+    cells = [scores(refs, texts, table) for _, texts, _ in runs]
+    for name in table:
+        bold = "**" if len(table[name]) > 1 else ""
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(
+            f"{s[name][0]:.2f} / {s[name][1]}" for s in cells) + " |")
+    lines.append("| wall s | " + " | ".join(f"{w:.0f}" for _, _, w in runs) + " |")
     text = "\n".join(lines)
     click.echo(text)
     if keep:

@@ -15,6 +15,11 @@ between the engine and faster-whisper's sequential loop:
 - conversational: the corpus's longer spontaneous recordings (an earnings call, the MFA acoustic
   and cold corpora, Picovoice's diarization test, an 8 kHz Harvard-sentences reading): fillers,
   restarts, telephone bandwidth.
+Long recordings in real corpora are seldom studio-clean, so each file also comes in three
+degraded copies (`VARIANTS`, deterministic, numpy only): `_noisy` (pink noise at 10 dB SNR),
+`_phone` (below 3,400 Hz, 8-bit mu-law: a narrowband codec) and `_room` (a synthetic room
+impulse response, RT60 0.6 s). The copies decode differently, so the set says more about a
+difference of a few words between two systems than its clean files alone.
 Writes one 16 kHz FLAC per file and `references.tsv` (id, file, duration_s, reference_text).
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from collections.abc import Callable
 
 import click
 import numpy as np
@@ -62,9 +68,66 @@ SETS: dict[str, list[str]] = {
 }
 
 
-def build(out: str, gap_s: float, corpus: str = CORPUS) -> str:
-    """Write the set's FLAC files and references.tsv (also as manifest.tsv, which the benchmarks'
-    `--corpus` reads) into `out`; return the references path."""
+def _spectrum_shaped(size: int, gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`size` samples of white noise (seeded) filtered in the frequency domain by `gain(hz)`."""
+    rng = np.random.default_rng(size)
+    spectrum = np.fft.rfft(rng.standard_normal(size))
+    return np.fft.irfft(spectrum * gain(np.fft.rfftfreq(size, 1 / RATE)), size)
+
+
+def noisy(audio: np.ndarray, snr_db: float = 10.0) -> np.ndarray:
+    """Pink noise (power falling as 1/f) added at `snr_db` below the speech's mean power."""
+    noise = _spectrum_shaped(audio.size, lambda hz: 1 / np.sqrt(np.maximum(hz, 20.0)))
+    speech_power = np.mean(audio[np.abs(audio) > 0.01] ** 2) if np.any(audio) else 1.0
+    noise *= np.sqrt(speech_power / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    mixed = audio + noise
+    return mixed / max(1.0, float(np.max(np.abs(mixed))) / 0.99)  # no clipping
+
+
+def phone(audio: np.ndarray) -> np.ndarray:
+    """A narrowband codec: nothing above 3,400 Hz, then 8-bit mu-law quantisation. (Without the
+    300 Hz high-pass of a telephone line: with it, Silero VAD hears 4 s of the MFA clips' 46 s
+    of speech, so every system loses the same words and the copy says nothing about decoding.)"""
+    spectrum = np.fft.rfft(audio)
+    hz = np.fft.rfftfreq(audio.size, 1 / RATE)
+    band = np.fft.irfft(spectrum * (hz <= 3400), audio.size)
+    peak = max(float(np.max(np.abs(band))), 1e-9)
+    mu = 255.0
+    companded = np.sign(band) * np.log1p(mu * np.abs(band / peak)) / np.log1p(mu)
+    quantised = np.round(companded * 127) / 127
+    return peak * np.sign(quantised) * np.expm1(np.abs(quantised) * np.log1p(mu)) / mu
+
+
+def room(audio: np.ndarray, rt60_s: float = 0.6) -> np.ndarray:
+    """Reverberation: the audio convolved with a direct path and an exponentially decaying
+    noise tail (a synthetic room impulse response), at its original peak level."""
+    length = int(rt60_s * RATE)
+    rng = np.random.default_rng(length)
+    t = np.arange(length) / RATE
+    response = 0.3 * rng.standard_normal(length) * np.exp(-6.9 * t / rt60_s)
+    response[0] = 1.0
+    size = audio.size + length - 1
+    wet = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(response, size), size)[:audio.size]
+    return wet * (np.max(np.abs(audio)) / max(float(np.max(np.abs(wet))), 1e-9))
+
+
+VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "noisy": noisy, "phone": phone, "room": room}
+
+
+def variant_of(file_id: str) -> str | None:
+    """The degraded copy a file of the set is (a key of `VARIANTS`), None for a clean file."""
+    for name in SETS:
+        for v in VARIANTS:
+            if file_id == f"{name}_{v}":
+                return v
+    return None
+
+
+def build(out: str, gap_s: float, corpus: str = CORPUS, variants: bool = True) -> str:
+    """Write the set's FLAC files (with their degraded copies unless `variants` is off) and
+    references.tsv (also as manifest.tsv, which the benchmarks' `--corpus` reads) into `out`;
+    return the references path."""
     import shutil
 
     import soundfile
@@ -81,11 +144,16 @@ def build(out: str, gap_s: float, corpus: str = CORPUS) -> str:
         pieces: list[np.ndarray] = []
         for i in ids:
             pieces += [decode_audio(rows[i]["path"], sampling_rate=RATE), gap]
-        audio = np.concatenate(pieces[:-1])
-        soundfile.write(os.path.join(out, f"{name}.flac"), audio, RATE, format="FLAC")
+        clean = np.concatenate(pieces[:-1])
         text = " ".join(rows[i]["reference_text"].strip() for i in ids)
-        refs.append({"id": name, "file": f"{name}.flac",
-                     "duration_s": f"{audio.size / RATE:.3f}", "reference_text": text})
+        copies = {name: clean}
+        if variants:
+            copies.update({f"{name}_{v}": make(clean) for v, make in VARIANTS.items()})
+        for file_id, audio in copies.items():
+            audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+            soundfile.write(os.path.join(out, f"{file_id}.flac"), audio, RATE, format="FLAC")
+            refs.append({"id": file_id, "file": f"{file_id}.flac",
+                         "duration_s": f"{audio.size / RATE:.3f}", "reference_text": text})
     path = os.path.join(out, "references.tsv")
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, ["id", "file", "duration_s", "reference_text"],
@@ -100,8 +168,10 @@ def build(out: str, gap_s: float, corpus: str = CORPUS) -> str:
 @click.option("--out", default=DEFAULT_OUT, show_default=True, help="Folder for the set.")
 @click.option("--gap-s", default=0.5, show_default=True, help="Silence between clips.")
 @click.option("--corpus", default=CORPUS, show_default=True, help="The shared real corpus.")
-def main(out: str, gap_s: float, corpus: str) -> None:
-    path = build(out, gap_s, corpus)
+@click.option("--variants/--clean-only", default=True, show_default=True,
+              help="Also write each file's noisy, telephone and reverberant copies.")
+def main(out: str, gap_s: float, corpus: str, variants: bool) -> None:
+    path = build(out, gap_s, corpus, variants)
     with open(path, encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             click.echo(f"{row['id']}: {row['duration_s']} s")
