@@ -1,11 +1,14 @@
 """Sequential long-form decoding in batched mode (`condition_on_previous_text`, issue 14).
 
-Each file's chunk k+1 is prompted with the text of its chunks 0..k (the last PROMPT_TOKENS
+Each file's chunk k+1 is prompted with the text of its chunks before it (the last PROMPT_TOKENS
 tokens, as faster-whisper's `transcribe` prompts each window), so a file's chunks are decoded in
 order: chunk k+1 is asked for only once chunk k's result is back, while the batches fill with
-other files' chunks. A chunk decoded only after a fallback above `prompt_reset_on_temperature`
-drops what came before it from the prompts that follow (faster-whisper's
-`prompt_reset_on_temperature`), so a hallucination cannot feed itself.
+other files' chunks. A long file is decoded as several such streams at once, each of
+STREAM_CHUNKS chunks (about 5 min of speech) and each beginning unprompted, so that a job of a
+few long recordings still fills the GPU's batches (one 44-min file would otherwise be a chain of
+about 100 decodes, one after the other). A chunk decoded only after a fallback above
+`prompt_reset_on_temperature` drops what came before it from the prompts that follow
+(faster-whisper's `prompt_reset_on_temperature`), so a hallucination cannot feed itself.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from engine.decode.runner import ModelRunner
 
 PROMPT_TOKENS = 223  # faster-whisper: the last max_length // 2 - 1 tokens of the previous text
+STREAM_CHUNKS = 10  # chunks decoded one after the other; a longer file runs several streams
 
 
 @dataclass
@@ -26,8 +30,9 @@ class _File:
     prepared: PreparedItem
     language: str
     task: str
-    next_index: int = 1
-    previous: list[int] = field(default_factory=list)  # tokens that prompt the next chunk
+    prompt: list[int]  # the file's own prompt (`initial_prompt`) as tokens: each stream's start
+    previous: dict[int, list[int]] = field(default_factory=dict)  # stream -> its prompt so far
+    waiting: int = 0  # streams not finished
 
 
 class PreviousText:
@@ -42,34 +47,45 @@ class PreviousText:
         return len(self._files)
 
     def first(self, prepared: PreparedItem, language: str, task: str,
-              prompt: str | None) -> ChunkRequest:
-        """The request for a file's first chunk; the file's later chunks wait for `follow`."""
-        first = prepared.chunks[0]
-        if len(prepared.chunks) > 1:
-            file = _File(prepared, language, task)
-            if prompt:
-                file.previous = self._encode(file, prompt)
-            self._files[prepared.item.item_id] = file
-        return self._runner.request(first, language, task, prompt)
+              prompt: str | None) -> list[ChunkRequest]:
+        """The requests for the first chunk of each of a file's streams; the later chunks wait
+        for `follow`."""
+        chunks = prepared.chunks
+        starts = range(0, len(chunks), STREAM_CHUNKS)
+        if len(chunks) > 1:
+            file = _File(prepared, language, task, self._encode(language, task, prompt))
+            file.previous = {start: list(file.prompt) for start in starts}
+            file.waiting = sum(min(STREAM_CHUNKS, len(chunks) - start) > 1 for start in starts)
+            if file.waiting:
+                self._files[prepared.item.item_id] = file
+        return [self._runner.request(chunks[start], language, task, prompt) for start in starts]
 
     def follow(self, result: ChunkResult) -> ChunkRequest | None:
-        """The request for the chunk after `result`'s, prompted with the text so far; None when
-        `result` held the file's last chunk."""
+        """The request for the chunk after `result`'s in its stream, prompted with the stream's
+        text so far; None when `result` held the stream's last chunk."""
         file = self._files.get(result.chunk.item_id)
-        if file is None:
+        index = result.chunk.index
+        next_index = index + 1
+        if file is None or next_index % STREAM_CHUNKS == 0 \
+                or next_index == len(file.prepared.chunks):
             return None
-        if result.temperature > self._reset_above:
-            file.previous = []
+        stream = index - index % STREAM_CHUNKS
+        previous = file.previous[stream]
+        if result.temperature > self._reset_above:  # the initial prompt goes too, as in fw
+            previous = []
         text = " ".join(s.text for s in result.segments)
         if text:
-            file.previous = (file.previous + self._encode(file, text))[-PROMPT_TOKENS:]
-        chunk = file.prepared.chunks[file.next_index]
-        file.next_index += 1
-        if file.next_index == len(file.prepared.chunks):
-            del self._files[result.chunk.item_id]
-        return self._runner.request(chunk, file.language, file.task, None,
-                                    previous=tuple(file.previous))
+            previous = (previous + self._encode(file.language, file.task, text))[-PROMPT_TOKENS:]
+        file.previous[stream] = previous
+        if (next_index + 1) % STREAM_CHUNKS == 0 or next_index + 1 == len(file.prepared.chunks):
+            file.waiting -= 1  # the stream's last chunk is asked for
+            if not file.waiting:
+                del self._files[result.chunk.item_id]
+        return self._runner.request(file.prepared.chunks[next_index], file.language, file.task,
+                                    None, previous=tuple(previous))
 
-    def _encode(self, file: _File, text: str) -> list[int]:
-        tokenizer = self._runner.tokenizer(file.language, file.task)
+    def _encode(self, language: str, task: str, text: str | None) -> list[int]:
+        if not text:
+            return []
+        tokenizer = self._runner.tokenizer(language, task)
         return list(tokenizer.encode(" " + text.strip()))

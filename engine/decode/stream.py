@@ -106,7 +106,7 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
         language = p.language or "en"
         packable = config.batch.pack and len(p.chunks) == 1
         if sequential is not None and len(p.chunks) > 1:
-            requests = [sequential.first(p, language, task, prompt)]
+            requests = sequential.first(p, language, task, prompt)
         else:
             requests = [runner.request(chunk, language, task, prompt, packable)
                         for chunk in p.chunks]

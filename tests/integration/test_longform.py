@@ -79,10 +79,14 @@ def long_file(clips: list[dict[str, str]], path: str, copies: int) -> str:
     return path
 
 
+@pytest.mark.parametrize("stream", [10, 2], ids=["one-stream", "streams-of-2"])
 def test_conditioned_chunks_go_in_order_prompted_with_the_text_so_far(clips, model_path,
-                                                                     tmp_path) -> None:
+                                                                     tmp_path, monkeypatch,
+                                                                     stream) -> None:
     """Each file's chunk k+1 is submitted only after chunk k's result is back, prompted with the
-    text so far; batches still hold chunks of several files; every chunk is decoded once."""
+    text so far, except where a new stream of `STREAM_CHUNKS` begins (unprompted, at once);
+    batches still hold chunks of several files; every chunk is decoded once."""
+    from engine.decode import conditioning
     from engine.decode.runner import ModelRunner
     from engine.decode.stream import decode_stream
     from engine.prepare.stage import Preparer
@@ -94,6 +98,7 @@ def test_conditioned_chunks_go_in_order_prompted_with_the_text_so_far(clips, mod
     config = TranscribeConfig(manifest="unused", output="unused",
                               model=ModelConfig(path=model_path, device="cpu"),
                               batch=BatchConfig(batch_size=2), decode=decode)
+    monkeypatch.setattr(conditioning, "STREAM_CHUNKS", stream)
     runner = ModelRunner(config.model, config.decode)
     submitted: list[list] = []
     done: set[tuple[str, int]] = set()
@@ -102,7 +107,7 @@ def test_conditioned_chunks_go_in_order_prompted_with_the_text_so_far(clips, mod
     def decode_batch(requests):
         submitted.append([(r.chunk.item_id, r.chunk.index, r.prompt_tokens) for r in requests])
         for r in requests:  # the chunk before has come back already
-            assert r.chunk.index == 0 or (r.chunk.item_id, r.chunk.index - 1) in done
+            assert r.chunk.index % stream == 0 or (r.chunk.item_id, r.chunk.index - 1) in done
         results = original(requests)
         done.update((r.chunk.item_id, r.chunk.index) for r in results)
         return results
@@ -115,13 +120,13 @@ def test_conditioned_chunks_go_in_order_prompted_with_the_text_so_far(clips, mod
         runner.close()
     assert all(isinstance(r, ItemResult) and r.status == "ok" for r in rows)
     chunks = [(i, k) for batch in submitted for i, k, _ in batch]
-    assert len(chunks) == len(set(chunks)) >= 6 and max(k for _, k in chunks) >= 1
+    assert len(chunks) == len(set(chunks)) >= 6 and max(k for _, k in chunks) >= min(stream, 2)
     assert any(len({i for i, _, _ in batch}) > 1 for batch in submitted)
     sot_prev = runner.tokenizer().sot_prev
     text = {r.item.item_id: r.text for r in rows}
     for batch in submitted:
         for item_id, index, prompt in batch:
-            assert (prompt[0] == sot_prev) == (index > 0)
-            if index > 0:  # the prompt's words come from the file's own text
+            assert (prompt[0] == sot_prev) == (index % stream > 0)
+            if index % stream > 0:  # the prompt's words come from the file's own text
                 said = runner.tokenizer().decode([t for t in prompt[1:] if t < sot_prev])
                 assert said.split()[-1] in text[item_id]
