@@ -89,8 +89,9 @@ class DecodeConfig:
             timestamp rules cost more than the rest of a decoder step (bench/RESULTS.md).
         word_timestamps: Fill the `words` column (word times by cross-attention alignment).
         condition_on_previous_text: Prompt each chunk of a file with the file's text so far
-            (faster-whisper's sequential long-form), so a file's chunks are decoded in order;
-            batches still gather chunks of many files.
+            (faster-whisper's sequential long-form), so a file's chunks are decoded in order,
+            in streams of `conditioning.STREAM_CHUNKS` (each starting unprompted); batches
+            still gather chunks of many files.
         prompt_reset_on_temperature: With conditioning, a chunk that needed a fallback above
             this temperature is left out of the prompts after it, with everything before it.
     """

@@ -137,7 +137,7 @@ OPTIONS: tuple[Option, ...] = (
     _option("decode", "condition_on_previous_text",
             "--condition-on-previous-text/--no-condition-on-previous-text", click.BOOL, False,
             "Prompt each chunk of a file with the file's text so far (its chunks are then "
-            "decoded in order; batches still mix files)."),
+            "decoded in order, a new unprompted stream every 10; batches still mix files)."),
     _option("decode", "timestamps", "--timestamps", click.Choice(TIMESTAMPS), "auto",
             "Segment times: the model's timestamp tokens; word alignment of text decoded without "
             "them (3x faster on GPU); none (a segment per chunk). auto: aligned, or tokens with "
