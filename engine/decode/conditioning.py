@@ -7,8 +7,8 @@ other files' chunks. A long file is decoded as several such streams at once, eac
 STREAM_CHUNKS chunks (about 5 min of speech) and each beginning unprompted, so that a job of a
 few long recordings still fills the GPU's batches (one 44-min file would otherwise be a chain of
 about 100 decodes, one after the other). A chunk decoded only after a fallback above
-`prompt_reset_on_temperature` drops what came before it from the prompts that follow
-(faster-whisper's `prompt_reset_on_temperature`), so a hallucination cannot feed itself.
+`prompt_reset_on_temperature` drops its own text and what came before it from the prompts that
+follow (faster-whisper's `prompt_reset_on_temperature`), so a hallucination cannot feed itself.
 """
 
 from __future__ import annotations
@@ -71,10 +71,10 @@ class PreviousText:
             return None
         stream = index - index % STREAM_CHUNKS
         previous = file.previous[stream]
-        if result.temperature > self._reset_above:  # the initial prompt goes too, as in fw
-            previous = []
-        text = " ".join(s.text for s in result.segments)
-        if text:
+        if result.temperature > self._reset_above:
+            previous = []  # this chunk's text and all before it (the initial prompt too)
+        else:
+            text = " ".join(s.text for s in result.segments)
             previous = (previous + self._encode(file.language, file.task, text))[-PROMPT_TOKENS:]
         file.previous[stream] = previous
         if (next_index + 1) % STREAM_CHUNKS == 0 or next_index + 1 == len(file.prepared.chunks):
