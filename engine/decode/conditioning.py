@@ -13,7 +13,7 @@ follow (faster-whisper's `prompt_reset_on_temperature`), so a hallucination cann
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.types import ChunkRequest, ChunkResult, PreparedItem
@@ -30,9 +30,8 @@ class _File:
     prepared: PreparedItem
     language: str
     task: str
-    prompt: list[int]  # the file's own prompt (`initial_prompt`) as tokens: each stream's start
-    previous: dict[int, list[int]] = field(default_factory=dict)  # stream -> its prompt so far
-    waiting: int = 0  # streams not finished
+    previous: dict[int, list[int]]  # first chunk of a stream -> the stream's prompt so far
+    waiting: int  # streams whose last chunk is not asked for yet
 
 
 class PreviousText:
@@ -52,12 +51,11 @@ class PreviousText:
         for `follow`."""
         chunks = prepared.chunks
         starts = range(0, len(chunks), STREAM_CHUNKS)
-        if len(chunks) > 1:
-            file = _File(prepared, language, task, self._encode(language, task, prompt))
-            file.previous = {start: list(file.prompt) for start in starts}
-            file.waiting = sum(min(STREAM_CHUNKS, len(chunks) - start) > 1 for start in starts)
-            if file.waiting:
-                self._files[prepared.item.item_id] = file
+        longer = [start for start in starts if not _ends_stream(start, len(chunks))]
+        if longer:  # streams of one chunk wait for nothing
+            initial = self._encode(language, task, prompt)
+            self._files[prepared.item.item_id] = _File(
+                prepared, language, task, {start: list(initial) for start in longer}, len(longer))
         return [self._runner.request(chunks[start], language, task, prompt) for start in starts]
 
     def follow(self, result: ChunkResult) -> ChunkRequest | None:
@@ -65,10 +63,9 @@ class PreviousText:
         text so far; None when `result` held the stream's last chunk."""
         file = self._files.get(result.chunk.item_id)
         index = result.chunk.index
-        next_index = index + 1
-        if file is None or next_index % STREAM_CHUNKS == 0 \
-                or next_index == len(file.prepared.chunks):
+        if file is None or _ends_stream(index, len(file.prepared.chunks)):
             return None
+        next_index = index + 1
         stream = index - index % STREAM_CHUNKS
         previous = file.previous[stream]
         if result.temperature > self._reset_above:
@@ -77,7 +74,7 @@ class PreviousText:
             text = " ".join(s.text for s in result.segments)
             previous = (previous + self._encode(file.language, file.task, text))[-PROMPT_TOKENS:]
         file.previous[stream] = previous
-        if (next_index + 1) % STREAM_CHUNKS == 0 or next_index + 1 == len(file.prepared.chunks):
+        if _ends_stream(next_index, len(file.prepared.chunks)):
             file.waiting -= 1  # the stream's last chunk is asked for
             if not file.waiting:
                 del self._files[result.chunk.item_id]
@@ -89,3 +86,8 @@ class PreviousText:
             return []
         tokenizer = self._runner.tokenizer(language, task)
         return list(tokenizer.encode(" " + text.strip()))
+
+
+def _ends_stream(index: int, chunks: int) -> bool:
+    """Whether chunk `index` of a file of `chunks` chunks is the last of its stream."""
+    return (index + 1) % STREAM_CHUNKS == 0 or index + 1 == chunks
