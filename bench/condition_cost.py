@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, append_results, read_output  # noqa: E402
-from longform import load_set  # noqa: E402
+from longform import load_set, scores  # noqa: E402
 from longform_set import DEFAULT_OUT  # noqa: E402
 
 MODES = {"default": [], "conditioned": ["--condition-on-previous-text"]}
@@ -63,14 +63,13 @@ def join(rows: list[dict[str, str]], folder: str) -> dict[str, str]:
 
 def score(refs: dict[str, str], texts: dict[str, str]) -> str:
     """WER % / deletions, or "-" where the eval extra is not installed (the GPU machine)."""
-    from engine.corpus.evaluate import corpus_wer
     from engine.errors import ConfigError
 
     try:
-        r = corpus_wer(list(refs.values()), [texts.get(i, "") for i in refs])
+        wer, deletions = scores(refs, texts, {"all": list(refs)})["all"]
     except ConfigError:
         return "-"
-    return f"{r.wer:.2f} / {r.deletions}"
+    return f"{wer:.2f} / {deletions}"
 
 
 @click.command()

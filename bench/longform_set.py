@@ -68,16 +68,16 @@ SETS: dict[str, list[str]] = {
 }
 
 
-def _spectrum_shaped(size: int, gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """`size` samples of white noise (seeded) filtered in the frequency domain by `gain(hz)`."""
-    rng = np.random.default_rng(size)
-    spectrum = np.fft.rfft(rng.standard_normal(size))
-    return np.fft.irfft(spectrum * gain(np.fft.rfftfreq(size, 1 / RATE)), size)
+def _filtered(signal: np.ndarray, gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`signal` filtered in the frequency domain by `gain(hz)`."""
+    spectrum = np.fft.rfft(signal)
+    return np.fft.irfft(spectrum * gain(np.fft.rfftfreq(signal.size, 1 / RATE)), signal.size)
 
 
 def noisy(audio: np.ndarray, snr_db: float = 10.0) -> np.ndarray:
     """Pink noise (power falling as 1/f) added at `snr_db` below the speech's mean power."""
-    noise = _spectrum_shaped(audio.size, lambda hz: 1 / np.sqrt(np.maximum(hz, 20.0)))
+    white = np.random.default_rng(audio.size).standard_normal(audio.size)
+    noise = _filtered(white, lambda hz: 1 / np.sqrt(np.maximum(hz, 20.0)))
     speech_power = np.mean(audio[np.abs(audio) > 0.01] ** 2) if np.any(audio) else 1.0
     noise *= np.sqrt(speech_power / np.mean(noise ** 2) / 10 ** (snr_db / 10))
     mixed = audio + noise
@@ -88,9 +88,7 @@ def phone(audio: np.ndarray) -> np.ndarray:
     """A narrowband codec: nothing above 3,400 Hz, then 8-bit mu-law quantisation. (Without the
     300 Hz high-pass of a telephone line: with it, Silero VAD hears 4 s of the MFA clips' 46 s
     of speech, so every system loses the same words and the copy says nothing about decoding.)"""
-    spectrum = np.fft.rfft(audio)
-    hz = np.fft.rfftfreq(audio.size, 1 / RATE)
-    band = np.fft.irfft(spectrum * (hz <= 3400), audio.size)
+    band = _filtered(audio, lambda hz: hz <= 3400)
     peak = max(float(np.max(np.abs(band))), 1e-9)
     mu = 255.0
     companded = np.sign(band) * np.log1p(mu * np.abs(band / peak)) / np.log1p(mu)
@@ -117,11 +115,8 @@ VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 def variant_of(file_id: str) -> str | None:
     """The degraded copy a file of the set is (a key of `VARIANTS`), None for a clean file."""
-    for name in SETS:
-        for v in VARIANTS:
-            if file_id == f"{name}_{v}":
-                return v
-    return None
+    name, _, variant = file_id.rpartition("_")
+    return variant if name in SETS and variant in VARIANTS else None
 
 
 def build(out: str, gap_s: float, corpus: str = CORPUS, variants: bool = True) -> str:
