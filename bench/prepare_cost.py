@@ -45,7 +45,8 @@ def main(corpus: str, n_mels: str, cores: int, out: str | None) -> None:
     computers = {int(n): FeatureComputer(int(n)) for n in n_mels.split(",")}
     spent = {"decode": 0.0, "vad": 0.0, **{f"log-mel {n}": 0.0 for n in computers}}
     audio_s = 0.0
-    for row in load_corpus(corpus):
+    rows = load_corpus(corpus)
+    for row in rows:
         started = time.process_time()
         samples = decode(AudioItem(item_id=row["id"], path=row["path"]))
         spent["decode"] += time.process_time() - started
@@ -63,7 +64,7 @@ def main(corpus: str, n_mels: str, cores: int, out: str | None) -> None:
         stage: {"cpu_ms_per_audio_s": s * 1000 / audio_s,
                 "cap_audio_s_per_s": cores * audio_s / s if s else None}
         for stage, s in spent.items()}}
-    print(f"{audio_s:.0f} s of audio, {len(load_corpus(corpus))} files\n")
+    print(f"{audio_s:.0f} s of audio, {len(rows)} files\n")
     print(f"| stage | CPU-ms per audio-s | audio-s/s that {cores} cores feed, this stage alone |")
     print("| --- | --- | --- |")
     for stage, r in report["stages"].items():

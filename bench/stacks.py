@@ -22,14 +22,13 @@ from types import FrameType
 TOP = 14
 
 
-def _where(frame: FrameType) -> str:
-    code = frame.f_code
-    return f"{code.co_filename.rsplit('/', 2)[-1]}:{code.co_name}:{frame.f_lineno}"
-
-
 def _function(frame: FrameType) -> str:
     code = frame.f_code
     return f"{code.co_filename.rsplit('/', 2)[-1]}:{code.co_name}"
+
+
+def _where(frame: FrameType) -> str:
+    return f"{_function(frame)}:{frame.f_lineno}"
 
 
 class StackSampler:
