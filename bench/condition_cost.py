@@ -4,8 +4,9 @@
         [--extra "-j 14"] [--set-dir /tmp/batchscribe-longform] [--joined]
 
 The long-form set (bench/longform_set.py, built when missing) `--copies` times over is transcribed
-by whole `batchscribe transcribe` commands, default options against the same with
-`--condition-on-previous-text`, in alternating pairs (A B A B ...; a fresh output folder each).
+by whole `batchscribe transcribe` commands, `--no-condition-on-previous-text` (each chunk decoded
+alone) against `--condition-on-previous-text` (the default), in alternating pairs (A B A B ...;
+a fresh output folder each).
 With `--joined`, the set's files are first joined into one long recording (1 s gaps), so each
 copy is one file: the case where conditioning has the fewest files to fill batches with. Prints
 each run's wall and CPU seconds (the command and its children), the medians and the
@@ -34,7 +35,8 @@ from common import REPO, append_results, read_output  # noqa: E402
 from longform import load_set, scores  # noqa: E402
 from longform_set import DEFAULT_OUT  # noqa: E402
 
-MODES = {"default": [], "conditioned": ["--condition-on-previous-text"]}
+MODES = {"chunked": ["--no-condition-on-previous-text"],
+         "conditioned": ["--condition-on-previous-text"]}
 
 
 def timed_run(cmd: list[str]) -> tuple[float, float]:
@@ -107,7 +109,7 @@ def main(copies: int, runs: int, model_path: str | None, device: str, extra: str
             texts[mode] = read_output(out)
             click.echo(f"run {n + 1} {mode}: wall {wall:.1f} s, CPU {cpu:.1f} s", err=True)
     ratio_wall, ratio_cpu = (statistics.median(
-        c / d for c, d in zip(times["conditioned"], times["default"], strict=True))
+        c / d for c, d in zip(times["conditioned"], times["chunked"], strict=True))
         for times in (walls, cpus))
     what = "the long-form set joined into one file" if joined else "the long-form set"
     lines = [f"{len(refs)} files ({copies} copies of {what}), {audio_s:.0f} s of audio,"
@@ -119,7 +121,7 @@ def main(copies: int, runs: int, model_path: str | None, device: str, extra: str
         wall, cpu = statistics.median(walls[mode]), statistics.median(cpus[mode])
         lines.append(f"| {mode} | {wall:.1f} | {audio_s / wall:.0f} | {cpu:.1f} | "
                      f"{score(refs, texts[mode])} |")
-    lines += ["", f"Conditioned / default, median of pairs: wall {ratio_wall:.3f}x, "
+    lines += ["", f"Conditioned / chunked, median of pairs: wall {ratio_wall:.3f}x, "
                   f"CPU {ratio_cpu:.3f}x."]
     text = "\n".join(lines)
     click.echo(text)

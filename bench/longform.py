@@ -4,7 +4,7 @@
 
 On the long-form set (bench/longform_set.py, built when missing): batchscribe transcribe (CPU,
 int8) once per mode (each `--mode` is a string of extra options; default: the aligned and tokens
-timestamps, each with and without `--condition-on-previous-text`), and faster-whisper's
+timestamps, each conditioned on previous text, the default, and without it), and faster-whisper's
 `WhisperModel.transcribe(vad_filter=True)` with its defaults (beam 5, previous-text conditioning)
 on the same model. Prints WER and deletions (Whisper English normaliser) per file, per kind of
 copy (clean, noisy, phone, room: `longform_set.VARIANTS`) and overall, one column per system,
@@ -27,8 +27,8 @@ from common import REPO, append_results, run_engine, run_fw_loop  # noqa: E402
 from longform_set import DEFAULT_OUT, VARIANTS, build, variant_of  # noqa: E402
 
 DEFAULT_MODES = ("--timestamps aligned", "--timestamps tokens",
-                 "--timestamps aligned --condition-on-previous-text",
-                 "--timestamps tokens --condition-on-previous-text")
+                 "--timestamps aligned --no-condition-on-previous-text",
+                 "--timestamps tokens --no-condition-on-previous-text")
 
 
 def load_set(folder: str) -> list[dict[str, str]]:

@@ -94,6 +94,9 @@ class DecodeConfig:
             still gather chunks of many files.
         prompt_reset_on_temperature: With conditioning, a chunk that needed a fallback above
             this temperature is left out of the prompts after it, with everything before it.
+        prompt_reset_on_logprob: ...and so is a chunk decoded weakly: an average log-probability
+            under this, or a no-speech probability over `no_speech_threshold` (noisy speech,
+            whose text would prompt the next chunk into skipping or inventing words).
     """
 
     language: str | None = None
@@ -111,8 +114,9 @@ class DecodeConfig:
     word_timestamps: bool = False
     max_initial_timestamp_s: float = 1.0
     suppress_blank: bool = True
-    condition_on_previous_text: bool = False
+    condition_on_previous_text: bool = True
     prompt_reset_on_temperature: float = 0.5
+    prompt_reset_on_logprob: float | None = -0.5
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)

@@ -135,9 +135,10 @@ OPTIONS: tuple[Option, ...] = (
     _option("decode", "initial_prompt", "--initial-prompt", click.STRING, None,
             "Text prompt before every chunk."),
     _option("decode", "condition_on_previous_text",
-            "--condition-on-previous-text/--no-condition-on-previous-text", click.BOOL, False,
-            "Prompt each chunk of a file with the file's text so far (its chunks are then "
-            "decoded in order, a new unprompted stream every 10; batches still mix files)."),
+            "--condition-on-previous-text/--no-condition-on-previous-text", click.BOOL, True,
+            "Prompt each chunk of a file with the file's text so far, unless the chunk before "
+            "was decoded weakly (its chunks are then decoded in order, a new unprompted stream "
+            "every 10; batches still mix files)."),
     _option("decode", "timestamps", "--timestamps", click.Choice(TIMESTAMPS), "auto",
             "Segment times: the model's timestamp tokens; word alignment of text decoded without "
             "them (3x faster on GPU); none (a segment per chunk). auto: aligned, or tokens with "

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from engine.types import ChunkRequest, ChunkResult, PreparedItem
 
 if TYPE_CHECKING:
+    from engine.config import DecodeConfig
     from engine.decode.runner import ModelRunner
 
 PROMPT_TOKENS = 223  # faster-whisper: the last max_length // 2 - 1 tokens of the previous text
@@ -37,9 +38,9 @@ class _File:
 class PreviousText:
     """Hands out each file's chunks one at a time, each prompted with the file's text so far."""
 
-    def __init__(self, runner: ModelRunner, reset_above: float) -> None:
+    def __init__(self, runner: ModelRunner, decode: DecodeConfig) -> None:
         self._runner = runner
-        self._reset_above = reset_above
+        self._decode = decode
         self._files: dict[str, _File] = {}
 
     def __len__(self) -> int:
@@ -68,7 +69,7 @@ class PreviousText:
         next_index = index + 1
         stream = index - index % STREAM_CHUNKS
         previous = file.previous[stream]
-        if result.temperature > self._reset_above:
+        if self._resets(result):
             previous = []  # this chunk's text and all before it (the initial prompt too)
         else:
             text = " ".join(s.text for s in result.segments)
@@ -80,6 +81,19 @@ class PreviousText:
                 del self._files[result.chunk.item_id]
         return self._runner.request(file.prepared.chunks[next_index], file.language, file.task,
                                     None, previous=tuple(previous))
+
+    def _resets(self, result: ChunkResult) -> bool:
+        """Whether `result`'s chunk drops the prompt: it needed a fallback above
+        `prompt_reset_on_temperature`, or its decode was weak (an average log-probability under
+        `prompt_reset_on_logprob`, or a no-speech probability over `no_speech_threshold`)."""
+        config = self._decode
+        if result.temperature > config.prompt_reset_on_temperature:
+            return True
+        lowest = config.prompt_reset_on_logprob
+        most_silent = config.no_speech_threshold
+        return any((lowest is not None and s.avg_logprob < lowest)
+                   or (most_silent is not None and s.no_speech_prob > most_silent)
+                   for s in result.segments)
 
     def _encode(self, language: str, task: str, text: str | None) -> list[int]:
         if not text:

@@ -57,7 +57,7 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
     in_flight: deque[Future[list[ChunkResult]]] = deque()
     max_in_flight = runner.concurrency + 1
     timings = timings or Timings()
-    sequential = (PreviousText(runner, config.decode.prompt_reset_on_temperature)
+    sequential = (PreviousText(runner, config.decode)
                   if config.decode.condition_on_previous_text else None)
     ready: list[ChunkRequest] = []  # files' next chunks, their previous chunk being back
 
