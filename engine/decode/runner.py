@@ -430,7 +430,12 @@ class ModelRunner:
                     words: dict[int, list[Word]]) -> bool:
         """Whether a continuation from `from_s` covers at least MIN_GAIN_S more of the chunk's
         voiced speech than the uncut decode's words did, with at least MIN_GAIN_WORDS more words
-        than it replaces (always, when VAD is off)."""
+        than it replaces (always, when VAD is off). Never when its best attempt is still too
+        repetitive: a continuation of a second of noise can loop ("Yeah." 40 times, seen at a
+        conditioned file's end), and the uncut decode is there to keep instead."""
+        limit = self.decode.compression_ratio_threshold
+        if limit is not None and tail.compression_ratio > limit:
+            return False
         chunk, tail_chunk = uncut.request.chunk, tail.request.chunk
         if not isinstance(chunk, Chunk) or not isinstance(tail_chunk, Chunk):
             return True

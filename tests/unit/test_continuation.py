@@ -148,3 +148,29 @@ def test_a_continuation_that_hears_the_last_word_again_drops_it() -> None:
     other = [Word(" rhythm", (11, 12), 0.0, 1.0, 0.9)]
     tail, kept = without_repeated_start(decoded((11, 12)), other, before[:1], EOT)
     assert tail.tokens == (11, 12) and kept == other
+
+
+def test_a_continuation_that_still_loops_after_fallback_is_not_kept(model_path) -> None:
+    """A continuation over a second of noisy speech at a file's end came back as "Yeah." 40 times
+    (compression ratio over 2.4 at every temperature): its words cover the voiced tail, yet the
+    uncut decode is kept; the same continuation with plain text is kept."""
+    from engine.config import DecodeConfig, ModelConfig
+    from engine.decode.runner import ModelRunner
+
+    features = np.zeros((80, 3000), np.float32)
+    chunk = Chunk("a", 0, (SpeechSpan(0.0, 12.0),), features, voiced=voiced((0.0, 12.0)))
+    tail_chunk = chunk.tail(10.0)
+    runner = ModelRunner(ModelConfig(path=model_path, device="cpu"), DecodeConfig())
+    try:
+        def decoded(piece: Chunk, ratio: float) -> Decoded:
+            return Decoded(ChunkRequest(piece, "en", "transcribe", ()), (1, 2, EOT), -0.2, 0.5,
+                           1.0, ratio, None)
+
+        uncut = decoded(chunk, 1.5)
+        words = {id(uncut): [word(0.2 * k, 0.2 * k + 0.2) for k in range(50)]}
+        for ratio, kept in ((1.5, True), (6.0, False)):
+            tail = decoded(tail_chunk, ratio)
+            words[id(tail)] = [word(0.2 * k, 0.2 * k + 0.2) for k in range(10)]
+            assert runner._hears_more(uncut, uncut, 10.0, tail, words) is kept
+    finally:
+        runner.close()
