@@ -43,9 +43,6 @@ class PreviousText:
         self._decode = decode
         self._files: dict[str, _File] = {}
 
-    def __len__(self) -> int:
-        return len(self._files)
-
     def first(self, prepared: PreparedItem, language: str, task: str,
               prompt: str | None) -> list[ChunkRequest]:
         """The requests for the first chunk of each of a file's streams; the later chunks wait

@@ -321,8 +321,7 @@ class ModelRunner:
     def needs_fallback(self, d: Decoded) -> bool:
         """faster-whisper's rule: repetitive or improbable text, unless it is silence."""
         config = self.decode
-        too_repetitive = (config.compression_ratio_threshold is not None
-                          and d.compression_ratio > config.compression_ratio_threshold)
+        too_repetitive = _too_repetitive(d, config)
         improbable = (config.log_prob_threshold is not None
                       and d.avg_logprob < config.log_prob_threshold)
         silent = (config.no_speech_threshold is not None and improbable
@@ -433,8 +432,7 @@ class ModelRunner:
         than it replaces (always, when VAD is off). Never when its best attempt is still too
         repetitive: a continuation of a second of noise can loop ("Yeah." 40 times, seen at a
         conditioned file's end), and the uncut decode is there to keep instead."""
-        limit = self.decode.compression_ratio_threshold
-        if limit is not None and tail.compression_ratio > limit:
+        if _too_repetitive(tail, self.decode):
             return False
         chunk, tail_chunk = uncut.request.chunk, tail.request.chunk
         if not isinstance(chunk, Chunk) or not isinstance(tail_chunk, Chunk):
@@ -548,11 +546,16 @@ def _prompt_of(request: ChunkRequest) -> tuple[str, str, tuple[int, ...]]:
     return request.language, request.task, request.prompt_tokens
 
 
+def _too_repetitive(d: Decoded, config: DecodeConfig) -> bool:
+    """faster-whisper's repetition rule: a compression ratio over the threshold."""
+    limit = config.compression_ratio_threshold
+    return limit is not None and d.compression_ratio > limit
+
+
 def _better(old: Decoded, new: Decoded, config: DecodeConfig) -> Decoded:
     """Prefer an attempt under the compression threshold, then the higher log-probability."""
-    limit = config.compression_ratio_threshold
 
     def rank(d: Decoded) -> tuple[bool, float]:
-        return (limit is None or d.compression_ratio <= limit, d.avg_logprob)
+        return (not _too_repetitive(d, config), d.avg_logprob)
 
     return new if rank(new) > rank(old) else old

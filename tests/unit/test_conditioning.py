@@ -16,8 +16,7 @@ from engine.types import AudioItem, Chunk, ChunkResult, PreparedItem, Segment, S
 def runner(model_path):
     from engine.decode.runner import ModelRunner
 
-    runner = ModelRunner(ModelConfig(path=model_path, device="cpu"),
-                         DecodeConfig(condition_on_previous_text=True))
+    runner = ModelRunner(ModelConfig(path=model_path, device="cpu"), DecodeConfig())
     yield runner
     runner.close()
 
