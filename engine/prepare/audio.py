@@ -8,15 +8,18 @@ dropped audio.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
+import stat
 from typing import BinaryIO
 
 import numpy as np
 
 from engine.errors import AudioDecodeError, StorageReadError
 from engine.io import storage
+from engine.prepare.integrity import DamagedAudio, check_container, check_samples
 from engine.types import AudioItem
 
 SAMPLE_RATE_HZ = 16000
@@ -34,11 +37,12 @@ def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     and resampler exactly as faster-whisper's `decode_audio` does, so transcripts match it.
 
     Raises:
-        AudioDecodeError: missing, empty, truncated or non-audio input.
+        AudioDecodeError: missing, empty, truncated, damaged or non-audio input.
     """
     with _open_source(item) as source:
         try:
             samples = _decode_source(item, source, sample_rate_hz)
+            check_stream(item, source)
         except AudioDecodeError as e:
             # a remote read that kept failing, which the decoder took for the end of the file
             failure = getattr(getattr(source, "raw", source), "failure", None)
@@ -48,7 +52,70 @@ def decode(item: AudioItem, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     samples = _cut_region(item, samples, sample_rate_hz)
     if samples.size == 0:
         raise AudioDecodeError(item.item_id, f"{item.source} holds no audio samples")
+    check_sound(item, samples)
     return samples
+
+
+def check_stream(item: AudioItem, source: BinaryIO) -> None:
+    """Refuse an Ogg or MP3 stream cut short (FFmpeg decodes its first part without a word).
+
+    Raises:
+        AudioDecodeError: the stream ends early (permanent).
+    """
+    source.seek(0)
+    data = source.getvalue() if isinstance(source, io.BytesIO) else source.read()
+    try:
+        check_container(data)
+    except DamagedAudio as e:
+        raise AudioDecodeError(item.item_id, f"{item.source}: {e}") from e
+
+
+def check_sound(item: AudioItem, samples: np.ndarray) -> None:
+    """Refuse samples that are NaN/Inf, far past full scale or mostly clipped.
+
+    Raises:
+        AudioDecodeError: what is wrong with the samples (permanent).
+    """
+    try:
+        check_samples(samples)
+    except DamagedAudio as e:
+        raise AudioDecodeError(item.item_id, f"{item.source} {e}") from e
+
+
+def check_local_file(item: AudioItem, path: str) -> None:
+    """Refuse a local path that is no regular file, saying what it is (permanent); a missing
+    file is transient (a rerun looks again: it may not be there yet).
+
+    Raises:
+        AudioDecodeError: an empty path, a folder, a FIFO, a device or socket, a symlink loop,
+            a missing or empty file.
+    """
+    if path == "":
+        raise AudioDecodeError(item.item_id, f"row {item.item_id} has an empty path; give "
+                               "the audio file's path")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise AudioDecodeError(item.item_id, f"{path} is a symlink loop, not an audio "
+                                   "file; fix the link") from None
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):  # from an OSError: transient
+            raise AudioDecodeError(item.item_id, f"file not found: {path}") from e
+        raise AudioDecodeError(item.item_id, f"cannot read {path}: {e.strerror}") from e
+    if not stat.S_ISREG(mode):
+        raise AudioDecodeError(item.item_id, f"{path} is {_file_type(mode)}, not an audio "
+                               "file; give a file's path")
+    if os.path.getsize(path) == 0:
+        raise AudioDecodeError(item.item_id, f"{path} is empty (0 bytes)")
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _decode_source(item: AudioItem, source: BinaryIO, sample_rate_hz: int) -> np.ndarray:
@@ -79,11 +146,7 @@ def _open_source(item: AudioItem) -> BinaryIO:
         raise AudioDecodeError(item.item_id, f"row {item.item_id} has neither a path nor bytes")
     if storage.is_uri(item.path):
         return _open_remote(item, item.path)
-    if not os.path.isfile(item.path):  # from an OSError: transient, a rerun looks again
-        raise AudioDecodeError(item.item_id, f"file not found: {item.path}") from (
-            FileNotFoundError(item.path))
-    if os.path.getsize(item.path) == 0:
-        raise AudioDecodeError(item.item_id, f"{item.path} is empty (0 bytes)")
+    check_local_file(item, item.path)
     with open(item.path, "rb") as f:
         return io.BytesIO(f.read())
 

@@ -9,7 +9,6 @@ speech probabilities computed window by window equal those of the whole file (se
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -22,6 +21,9 @@ from engine.prepare.audio import (
     TruncatedAudio,
     _check_wav_complete,
     _describe,
+    check_local_file,
+    check_sound,
+    check_stream,
 )
 from engine.types import AudioItem
 
@@ -69,14 +71,27 @@ def decode_windows(item: AudioItem, window: int = WINDOW_SAMPLES) -> Iterator[np
     Raises:
         AudioDecodeError: missing, empty, truncated or non-audio input (while iterating).
     """
+    _check_stream(item)
     samples = _Rewindow(window)
     for piece in _region(item, _decoded_pieces(item)):
-        yield from samples.add(piece)
+        for whole in samples.add(piece):
+            check_sound(item, whole)
+            yield whole
     tail = samples.rest()
     if tail.size:
+        check_sound(item, tail)
         yield tail
     elif samples.total == 0:
         raise AudioDecodeError(item.item_id, f"{item.source} holds no audio samples")
+
+
+def _check_stream(item: AudioItem) -> None:
+    source = _open(item)
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            check_stream(item, f)
+    else:
+        check_stream(item, source)
 
 
 def _open(item: AudioItem) -> BinaryIO | str:
@@ -86,11 +101,7 @@ def _open(item: AudioItem) -> BinaryIO | str:
         return io.BytesIO(item.audio_bytes)
     if item.path is None:
         raise AudioDecodeError(item.item_id, f"row {item.item_id} has neither a path nor bytes")
-    if not os.path.isfile(item.path):  # from an OSError: transient, a rerun looks again
-        raise AudioDecodeError(item.item_id, f"file not found: {item.path}") from (
-            FileNotFoundError(item.path))
-    if os.path.getsize(item.path) == 0:
-        raise AudioDecodeError(item.item_id, f"{item.path} is empty (0 bytes)")
+    check_local_file(item, item.path)
     return item.path
 
 
