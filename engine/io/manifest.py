@@ -188,6 +188,8 @@ def open_manifest(source: str) -> Manifest:
 
 def _check_schema(schema: pa.Schema, path: str) -> None:
     names = schema.names
+    if "id" in names:
+        _check_id_type(schema.field("id").type, path)
     if "path" not in names and "audio" not in names:
         raise ManifestError(
             f"manifest {path} has no 'path' or 'audio' column (it has: {', '.join(names)}); "
@@ -207,10 +209,28 @@ def _check_schema(schema: pa.Schema, path: str) -> None:
             )
 
 
+def _check_id_type(id_type: pa.DataType, path: str) -> None:
+    """Ids are strings or integers; anything else would be turned into a string silently."""
+    if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type)
+            or pa.types.is_integer(id_type) or pa.types.is_null(id_type)):
+        raise ManifestError(f"manifest {path}: column 'id' holds {id_type}; ids must be strings "
+                            "(or integers): convert the column")
+
+
 def row_id(row: dict[str, Any], path: str, offset: int) -> str:
-    if row.get("id") is not None:
-        return str(row["id"])
-    if row.get("path") is not None:
+    """The row's id: its `id` (a string or an integer), else its path.
+
+    Raises:
+        ManifestError: a null or empty id, or no id and no path to derive one from.
+    """
+    if "id" in row:
+        value = row["id"]
+        if value is None or value == "":
+            what = "a null" if value is None else "an empty"
+            raise ManifestError(f"manifest {path}: a row near row {offset} has {what} id; every "
+                                "row needs a unique, non-empty id")
+        return str(value)
+    if row.get("path"):
         return str(row["path"])
     audio = row.get("audio")
     if isinstance(audio, dict) and audio.get("path"):
@@ -232,7 +252,7 @@ def row_to_item(row: dict[str, Any], item_id: str, base_dir: str,
             audio_path = audio["path"]
     elif audio_path is None and audio is not None:
         audio_bytes = audio
-    if audio_path is not None:
+    if audio_path:  # an empty path stays empty: the decoder says so (never the manifest's folder)
         audio_path = storage.join(base_dir, audio_path)
     return AudioItem(
         item_id=item_id,

@@ -87,3 +87,36 @@ def test_skip_done_ids_and_shards_partition_the_rows(write_manifest) -> None:
     assert shards[1] == [i for i in ids if in_shard(i, (1, 3))]
     left = [i.item_id for i in manifest.items(skip=IdSet.from_ids(ids[:150]))]
     assert left == ids[150:]
+
+
+@pytest.mark.parametrize("ids,message", [
+    (pa.array(["a", None], pa.string()), "has a null id"),
+    (pa.array(["a", ""], pa.string()), "has an empty id"),
+    (pa.array([b"a", b"b"], pa.binary()), "column 'id' holds binary"),
+    (pa.array([[1], [2]], pa.list_(pa.int64())), "column 'id' holds list"),
+    (pa.array([1.5, 2.5], pa.float64()), "column 'id' holds double"),
+])
+def test_odd_ids_are_refused_up_front_with_one_line(write_manifest, ids, message) -> None:
+    path = write_manifest({"id": ids, "path": ["1.wav", "2.wav"]})
+    with pytest.raises(ManifestError, match=message) as error:
+        open_manifest(path).check_ids()
+    assert "\n" not in str(error.value)
+
+
+def test_integer_ids_are_kept_as_their_decimal_text(write_manifest) -> None:
+    path = write_manifest({"id": [7, 12], "path": ["1.wav", "2.wav"]})
+    manifest = open_manifest(path)
+    manifest.check_ids()
+    assert [i.item_id for i in manifest.items()] == ["7", "12"]
+
+
+def test_an_empty_path_stays_empty_instead_of_naming_the_manifest_folder(write_manifest) -> None:
+    path = write_manifest({"id": ["a"], "path": [""]})
+    (item,) = open_manifest(path).items()
+    assert item.path == ""
+
+
+def test_an_id_derived_from_an_empty_path_is_refused(write_manifest) -> None:
+    path = write_manifest({"path": ["1.wav", ""]})
+    with pytest.raises(ManifestError, match="no id and no path"):
+        open_manifest(path).check_ids()
