@@ -88,6 +88,10 @@ def _run_and_report(config: TranscribeConfig, as_json: bool, quiet: bool) -> Non
     for difference in report["mixed_settings"]:
         click.echo(f"warning: rows of {redact(config.output)} were written with other "
                    f"settings: {difference}", err=True)
+    if report.get("little_speech_rows"):
+        click.echo(f"{report['little_speech_rows']} row(s) of a minute or more kept under half "
+                   "of their audio as speech (speech_s vs duration_s): check that VAD did not "
+                   "drop speech there, or rerun them with --no-vad", err=True)
     if report["counts"]["error"]:
         sys.exit(EXIT_ITEM_ERRORS)
 
@@ -245,10 +249,10 @@ def eval_command(output_dir: str, reference_column: str, manifest_path: str | No
       batchscribe transcribe m.parquet -o out/ --passthrough reference
       batchscribe eval out/ --reference-column reference
     """
-    from engine.corpus.evaluate import evaluate_pairs, load_pairs
+    from engine.corpus.evaluate import evaluate_output
 
     try:
-        report = evaluate_pairs(load_pairs(output_dir, reference_column, manifest_path))
+        report = evaluate_output(output_dir, reference_column, manifest_path)
     except EngineError as e:
         raise _failure(_with_flag_hints(str(e))) from e
     summary = report.summary(worst)
@@ -263,6 +267,9 @@ def eval_command(output_dir: str, reference_column: str, manifest_path: str | No
     click.echo(f"rows evaluated {summary['rows_evaluated']}, skipped {summary['rows_skipped']}")
     for row in summary["worst_rows"]:  # type: ignore[attr-defined]
         click.echo(f"  {row['wer']:6.1f}%  {row['id']}: {row['hypothesis'][:70]!r}")
+    for short in report.shortened:
+        click.echo(f"note: the normaliser keeps {short.words_after} of the {short.words_before} "
+                   f"words of {short.item_id}'s reference", err=True)
 
 
 @cli.command("export")

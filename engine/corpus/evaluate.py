@@ -1,19 +1,29 @@
 """Word error rate with the Whisper English text normaliser (package `whisper-normalizer`).
 
 Corpus WER is the total of errors over the total of reference words, not a mean of row WERs.
+Two departures from the normaliser as published, both found on the shared corpus (issue 28):
+a token left with no letter or digit (the `.` that `"bit..."` leaves) is not a word, and a
+reference's parentheses are unwrapped instead of dropped with their words (read-speech corpora
+such as LJSpeech write spoken asides in parentheses: LJ001-0024 kept 6 of its 21 words, and a
+correct transcript scored 216.7%). References the normaliser still shortens by half or more are
+reported (`EvalReport.shortened`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import ConfigError
 
 # Annotation tokens found in some references (e.g. MFA's `[adif]`, `<VOCNOISE>`): not words.
 ANNOTATION = re.compile(r"\[[a-z_]+\]|<[A-Z_]+>")
+PARENTHESES = re.compile(r"[()]")
+WORDLIKE = re.compile(r"\w")
+SHORTENED_BELOW = 0.5  # a reference keeping under half its words after normalising is reported
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,40 @@ def normalizer() -> object:
         raise ConfigError(
             "WER needs the eval extra: pip install 'batchscribe[eval]'") from e
     return EnglishTextNormalizer()
+
+
+@dataclass(frozen=True)
+class Shortened:
+    """A reference that normalising shortened by half or more."""
+
+    item_id: str
+    words_before: int
+    words_after: int
+
+
+class Normaliser:
+    """The Whisper English normaliser with this module's two fixes (see the docstring)."""
+
+    def __init__(self) -> None:
+        self._whisper: Any = normalizer()
+
+    def hypothesis(self, text: str) -> str:
+        return _words_only(self._whisper(text))
+
+    def reference(self, text: str) -> str:
+        return self.hypothesis(PARENTHESES.sub(" ", ANNOTATION.sub(" ", text)))
+
+
+def _words_only(text: str) -> str:
+    return " ".join(token for token in text.split() if WORDLIKE.search(token))
+
+
+def shortening(item_id: str, raw: str, normalised: str) -> Shortened | None:
+    """The reference, when normalising kept under half of its words (numbers read as digits,
+    such as "eighteen thirteen" -> "1813", shorten one less than that)."""
+    before = len(re.findall(r"\w+", ANNOTATION.sub(" ", raw)))
+    after = len(normalised.split())
+    return Shortened(item_id, before, after) if after < SHORTENED_BELOW * before else None
 
 
 def _jiwer() -> Any:
@@ -69,6 +113,7 @@ class EvalReport:
     cer: float
     rows: list[RowScore]
     skipped: dict[str, int]
+    shortened: list[Shortened] = field(default_factory=list)
 
     def summary(self, worst: int = 10) -> dict[str, object]:
         ranked = sorted(self.rows, key=lambda r: (-r.errors, r.item_id))[:worst]
@@ -80,6 +125,8 @@ class EvalReport:
             "worst_rows": [{"id": r.item_id, "wer": round(r.wer, 1), "errors": r.errors,
                             "reference": r.reference, "hypothesis": r.hypothesis}
                            for r in ranked],
+            "shortened_references": [{"id": s.item_id, "words_before": s.words_before,
+                                      "words_after": s.words_after} for s in self.shortened],
         }
 
 
@@ -89,21 +136,25 @@ def evaluate_pairs(pairs: Sequence[tuple[str, str | None, str | None, str]]) -> 
     A row with status `empty` counts with an empty hypothesis: its words are all deletions.
     """
     jiwer = _jiwer()
-    normalise = normalizer()
+    normalise = Normaliser()
     skipped = {"error": 0, "no_reference": 0}
     refs, hyps, ids = [], [], []
+    shortened: list[Shortened] = []
     for item_id, reference, hypothesis, status in pairs:
-        reference_n = normalise(ANNOTATION.sub(" ", reference or ""))  # type: ignore[operator]
+        reference_n = normalise.reference(reference or "")
         if status == "error":
             skipped["error"] += 1
-        elif not reference_n.strip():
+        elif not reference_n:
             skipped["no_reference"] += 1
         else:
             ids.append(item_id)
             refs.append(reference_n)
-            hyps.append(normalise(hypothesis or ""))  # type: ignore[operator]
+            hyps.append(normalise.hypothesis(hypothesis or ""))
+            short = shortening(item_id, reference or "", reference_n)
+            if short is not None:
+                shortened.append(short)
     if not refs:
-        return EvalReport(WerResult(0.0, 0, 0, 0, 0, 0), 0.0, [], skipped)
+        return EvalReport(WerResult(0.0, 0, 0, 0, 0, 0), 0.0, [], skipped, shortened)
     words = jiwer.process_words(refs, hyps)
     rows = [RowScore(item_id, _row_errors(alignment), len(ref.split()), ref, hyp)
             for item_id, alignment, ref, hyp
@@ -111,7 +162,7 @@ def evaluate_pairs(pairs: Sequence[tuple[str, str | None, str | None, str]]) -> 
     total = words.substitutions + words.deletions + words.hits
     corpus = WerResult(100.0 * (words.substitutions + words.deletions + words.insertions) / total,
                        words.substitutions, words.deletions, words.insertions, total, len(refs))
-    return EvalReport(corpus, 100.0 * jiwer.cer(refs, hyps), rows, skipped)
+    return EvalReport(corpus, 100.0 * jiwer.cer(refs, hyps), rows, skipped, shortened)
 
 
 def _row_errors(alignment: Sequence[Any]) -> int:
@@ -150,8 +201,47 @@ def load_pairs(output_dir: str, reference_column: str,
         table = output.to_table(columns=["id", reference_column, "text", "status"])
         return [(r["id"], r[reference_column], r["text"], r["status"]) for r in table.to_pylist()]
     references = _manifest_references(manifest, reference_column)
-    table = output.to_table(columns=["id", "text", "status"])
-    return [(r["id"], references.get(r["id"]), r["text"], r["status"]) for r in table.to_pylist()]
+    rows = output.to_table(columns=["id", "text", "status"]).to_pylist()
+    if rows and references and not any(r["id"] in references for r in rows):
+        raise ConfigError(_no_common_ids([r["id"] for r in rows], references, manifest))
+    return [(r["id"], references.get(r["id"]), r["text"], r["status"]) for r in rows]
+
+
+def evaluate_output(output_dir: str, reference_column: str,
+                    manifest: str | None = None) -> EvalReport:
+    """Score a transcription folder against references (see `load_pairs`).
+
+    Raises:
+        ConfigError: no parts, no reference column, ids that match no reference, or no row
+            that could be scored (a WER over 0 words means nothing).
+    """
+    pairs = load_pairs(output_dir, reference_column, manifest)
+    report = evaluate_pairs(pairs)
+    if not report.rows:
+        source = f"the manifest {manifest}" if manifest else "the output"
+        raise ConfigError(
+            f"no row of {output_dir} could be scored: {report.skipped['no_reference']} of "
+            f"{len(pairs)} rows have no reference in column {reference_column!r} of {source} "
+            f"and {report.skipped['error']} are errors; give a column or manifest with their "
+            "references")
+    return report
+
+
+def _no_common_ids(output_ids: list[str], references: dict[str, str | None],
+                   manifest: str) -> str:
+    """Why no transcript found its reference, naming ids that differ only by an extension."""
+    by_stem = {os.path.splitext(ref_id)[0]: ref_id for ref_id in references}
+    near = [(item_id, by_stem.get(os.path.splitext(item_id)[0])) for item_id in output_ids]
+    near_pairs = [(item_id, ref_id) for item_id, ref_id in near if ref_id is not None]
+    message = (f"none of the {len(output_ids)} transcript ids is an id of {manifest} "
+               f"({len(references)} references; e.g. transcript {output_ids[0]!r}, reference "
+               f"{next(iter(references))!r})")
+    if near_pairs:
+        item_id, ref_id = near_pairs[0]
+        message = (f"none of the {len(output_ids)} transcript ids is an id of {manifest}; "
+                   f"{len(near_pairs)} differ only by a file extension (transcript "
+                   f"{item_id!r}, reference {ref_id!r})")
+    return message + "; key the references by the ids of the manifest that was transcribed"
 
 
 def _manifest_references(manifest: str, column: str) -> dict[str, str | None]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -92,3 +94,48 @@ def test_eval_names_a_missing_reference_column(tmp_path, write_manifest, clips,
     result = CliRunner().invoke(cli, ["eval", str(out), "--reference-column", "reference"])
     assert result.exit_code == 1
     assert "no column 'reference'" in result.output and "--manifest" in result.output
+
+
+@pytest.fixture(scope="module")
+def small_run(clips, model_path, tmp_path_factory) -> str:
+    """A real output of two clips whose ids carry the audio file's extension."""
+    folder = tmp_path_factory.mktemp("small_run")
+    by_id = {c["id"]: c for c in clips}
+    chosen = [by_id["speechbrain_spk1_snt1"], by_id["ljspeech_LJ001-0006"]]
+    pq.write_table(pa.table({
+        "id": [os.path.basename(c["path"]) for c in chosen], "path": [c["path"] for c in chosen],
+        "reference": [c["reference_text"] for c in chosen]}), str(folder / "m.parquet"))
+    out = str(folder / "out")
+    result = CliRunner().invoke(cli, ["transcribe", str(folder / "m.parquet"), "-o", out,
+                                      "-j", "0", "-q", "--passthrough", "reference"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_eval_with_no_matching_id_is_an_error_naming_the_extension(small_run, tmp_path,
+                                                                   clips) -> None:
+    # issue 28: no id matched, and eval printed "WER 0.00% ... over 0 words" with exit 0
+    references = tmp_path / "refs.parquet"
+    pq.write_table(pa.table({"id": ["speechbrain_spk1_snt1", "ljspeech_LJ001-0006"],
+                             "reference_text": ["the child", "printing"]}), references)
+    result = CliRunner().invoke(cli, ["eval", small_run, "--reference-column", "reference_text",
+                                      "--manifest", str(references)])
+    assert result.exit_code == 1, result.output
+    message = result.output.strip().splitlines()
+    assert len(message) == 1 and "WER" not in result.output
+    assert "2 differ only by a file extension" in message[0]
+    assert ("transcript 'speechbrain_spk1_snt1.wav', reference 'speechbrain_spk1_snt1'"
+            in message[0]) or ("transcript 'ljspeech_LJ001-0006.mp3', reference "
+                               "'ljspeech_LJ001-0006'" in message[0])
+
+
+def test_eval_with_no_reference_at_all_is_an_error(small_run, tmp_path) -> None:
+    references = tmp_path / "refs.parquet"
+    pq.write_table(pa.table({"id": ["speechbrain_spk1_snt1.wav", "ljspeech_LJ001-0006.mp3"],
+                             "reference": pa.array([None, " "], pa.string())}), references)
+    result = CliRunner().invoke(cli, ["eval", small_run, "--reference-column", "reference",
+                                      "--manifest", str(references)])
+    assert result.exit_code == 1, result.output
+    assert "no row of" in result.output and "2 of 2 rows have no reference" in result.output
+    ok = CliRunner().invoke(cli, ["eval", small_run, "--reference-column", "reference", "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["rows_evaluated"] == 2
