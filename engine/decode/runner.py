@@ -407,9 +407,16 @@ class ModelRunner:
         made to place each segment in time skips less: seen where text-only decodes of one
         window dropped 15 s of an atypical voice twice), prompted with the text before it (the
         chunk's own prompt, then what `said` kept) as Whisper's sequential loop prompts its next
-        window."""
+        window.
+
+        A packed window goes on from the start of the member whose speech was left out
+        (`PackedChunk.tail`) with the window's own prompt: its members are whole files, so the
+        text before that point is other files' and never prompts it; `split_window` gives the
+        members from there on the continuation's text, and one whose share still looks wrong
+        is decoded alone."""
         request = said.request
-        assert isinstance(request.chunk, Chunk)
+        if isinstance(request.chunk, PackedChunk):
+            return ChunkRequest(request.chunk.tail(from_s), *_prompt_of(request))
         tokenizer = self.tokenizer(request.language, request.task)
         before = request.prompt_tokens[1:request.prompt_tokens.index(tokenizer.sot)]
         previous = before + tuple(t for t in said.tokens if t < tokenizer.eot)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 import soundfile
@@ -87,3 +90,32 @@ def test_packing_needs_timestamp_tokens(tmp_path, decode, message) -> None:
         TranscribeConfig(manifest="m.parquet", output=str(tmp_path),
                          batch=BatchConfig(pack=True), decode=decode)
     assert DecodeConfig().resolved(pack=True).timestamps == "tokens"
+
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "manifest.parquet")
+
+
+@pytest.mark.parametrize("flags", [
+    [], ["--beam-size", "1"], ["--timestamps", "tokens"], ["--no-condition-on-previous-text"],
+])
+def test_pack_with_vad_runs_the_example_manifest(tmp_path, read_rows, flags) -> None:
+    """Regression (issue 28): `transcribe examples/manifest.parquet --pack` crashed with VAD on:
+    a packed window's decode stopped early and its continuation assumed a plain chunk."""
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    out = str(tmp_path / "out")
+    result = CliRunner().invoke(cli, ["transcribe", EXAMPLES, "-o", out, "--pack", "-j", "0",
+                                      "--json", *flags])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["timings"]["packed_windows"] >= 1  # the short files did share windows
+    rows = read_rows(out)
+    refs = dict(zip(*pq.read_table(EXAMPLES, columns=["id", "reference"]).to_pydict().values(),
+                    strict=True))
+    assert set(rows) == set(refs) and all(row["status"] == "ok" for row in rows.values())
+    ids = sorted(refs)
+    wer = corpus_wer([refs[i] for i in ids], [rows[i]["text"] for i in ids]).wer
+    assert wer < 15.0, {i: rows[i]["text"] for i in ids}
