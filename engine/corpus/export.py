@@ -1,10 +1,8 @@
 """Export an output folder's rows as files: SRT, WebVTT, plain text, TSV, JSON; one per row.
 
 Streams over the committed parts (record batches, never a whole part), so it works on a folder a
-run is still writing, and on any size. Files are named from the row's id made safe for file
-systems: characters other than letters, digits, `.`, `-` and `_` become `_`, and a name that had
-to change, is too long, or clashes with another (also when only letter case differs) gets a short
-hash of the id, so two ids never share a file. Error rows get no file; they are counted.
+run is still writing, and on any size. Subtitle cues are made readable (`subtitles`). Files are
+named from the row's id (see `FileNamer`). Error rows get no file; they are counted.
 """
 
 from __future__ import annotations
@@ -12,19 +10,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.corpus.scan import AUDIO_PATTERNS
+from engine.corpus.subtitles import Cue, readable_cues
 from engine.errors import EngineError, OutputError
 from engine.io import storage
+from engine.io.writer import part_files
 
 FORMATS = ("srt", "vtt", "txt", "tsv", "json")
 ROWS_PER_READ = 256
 MAX_NAME_CHARS = 120
+AUDIO_EXTENSIONS = {p.removeprefix("*.") for p in AUDIO_PATTERNS}
+TRANSCRIPT_COLUMNS = ("id", "status", "text", "segments")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
@@ -32,15 +36,6 @@ _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
 
 class ExportError(EngineError):
     """The output cannot be exported as asked."""
-
-
-@dataclass(frozen=True, slots=True)
-class Cue:
-    """One subtitle: a segment, or a word with `words`."""
-
-    start_s: float
-    end_s: float
-    text: str
 
 
 @dataclass
@@ -59,28 +54,66 @@ class ExportSummary:
                 "renamed": self.renamed, "formats": list(self.formats), "target": self.target}
 
 
-@dataclass
 class FileNamer:
-    """Safe, unique file names from ids (remembers 16 bytes per name it handed out)."""
+    """File names from ids: the id without its audio extension (`talk.wav` -> `talk`), made safe
+    for file systems (characters other than letters, digits, `.`, `-`, `_` become `_`).
 
-    _taken: dict[bytes, bytes] = field(default_factory=dict)  # name digest -> id digest
-    renamed: int = 0
+    The collision rule, decided over all the folder's ids first so that a name never depends on
+    the order of the rows: a name that two ids would share (also when only letter case differs:
+    `talk.wav` and `talk.mp3`, `a/b.wav` and `a_b.wav`) is not used; those ids keep their
+    extension (`talk.wav`, `talk.mp3`), and where that clashes too, or the name is reserved on
+    Windows or too long, a short hash of the id is added. Holds 16 bytes per id while counting.
+    """
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.renamed = 0
+        self._shared = _shared_names(ids)
 
     def __call__(self, item_id: str) -> str:
-        owner = _digest(item_id)
-        safe = _UNSAFE.sub("_", item_id).lstrip(".")[:MAX_NAME_CHARS] or "_"
-        changed = safe != item_id or safe.split(".")[0].lower() in _RESERVED
-        key = _digest(safe.casefold())
-        if changed or self._taken.get(key, owner) != owner:
-            safe = f"{safe}-{hashlib.blake2b(item_id.encode(), digest_size=4).hexdigest()}"
-            key = _digest(safe.casefold())
-            self.renamed += 1
-        self._taken[key] = owner  # the same id again (an unsettled folder) keeps its name
-        return safe
+        full = _safe(item_id)
+        stem = _strip_audio_extension(full)
+        if _key(stem) not in self._shared and _allowed(stem):
+            return stem
+        if full != stem and _key(full) not in self._shared and _allowed(full):
+            return full
+        self.renamed += 1
+        return f"{full}-{hashlib.blake2b(item_id.encode(), digest_size=4).hexdigest()}"
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+def _safe(item_id: str) -> str:
+    return _UNSAFE.sub("_", item_id).lstrip(".")[:MAX_NAME_CHARS] or "_"
+
+
+def _strip_audio_extension(name: str) -> str:
+    stem, dot, extension = name.rpartition(".")
+    return stem if dot and stem and extension.lower() in AUDIO_EXTENSIONS else name
+
+
+def _allowed(name: str) -> bool:
+    return name.split(".")[0].lower() not in _RESERVED and len(name) < MAX_NAME_CHARS
+
+
+def _key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.casefold().encode("utf-8"), digest_size=8)
+                          .digest(), "little")
+
+
+def _shared_names(ids: Iterable[str]) -> set[int]:
+    """Names (as `_key`s) that more than one distinct id could take: its stem, or its whole
+    safe id when that differs."""
+    import numpy as np
+
+    owners, names = array("Q"), array("Q")
+    for item_id in ids:
+        full = _safe(item_id)
+        stem = _strip_audio_extension(full)
+        for name in (stem, full) if full != stem else (stem,):
+            owners.append(_key(item_id))
+            names.append(_key(name))
+    pairs = np.unique(np.stack([np.frombuffer(owners, np.uint64),
+                                np.frombuffer(names, np.uint64)]), axis=1)  # an id seen twice
+    keys, counts = np.unique(pairs[1], return_counts=True)
+    return {int(k) for k in keys[counts > 1]}
 
 
 def export(output_dir: str, target_dir: str, formats: tuple[str, ...],
@@ -101,13 +134,10 @@ def export(output_dir: str, target_dir: str, formats: tuple[str, ...],
         raise ExportError(f"unknown export format(s) {', '.join(unknown) or '(none)'}; "
                           f"choose from {', '.join(FORMATS)}")
     parts = list_parts(output_dir)
-    if not parts:
-        raise ExportError(f"{storage.redact(output_dir)} has no Parquet parts to export "
-                          "(not a transcription output, or nothing committed yet)")
-    storage.make_dirs(target_dir)
+    _make_target(target_dir)
     summary = ExportSummary(formats=tuple(dict.fromkeys(formats)),
                             target=storage.redact(target_dir))  # shown: no secret
-    namer = FileNamer()
+    namer = FileNamer(_iter_ids(parts))
     for row in iter_rows(parts):
         summary.rows += 1
         if row.get("status") == "error":
@@ -123,15 +153,46 @@ def export(output_dir: str, target_dir: str, formats: tuple[str, ...],
 
 
 def list_parts(output_dir: str) -> list[str]:
-    """The committed Parquet parts of a folder (readers skip names starting with `_` or `.`)."""
+    """The committed transcript parts of a folder (`part-*.parquet`, with a transcript schema).
+
+    Raises:
+        ExportError: the folder does not exist or holds no transcripts (an audio or manifest
+            folder, or a run that committed nothing yet).
+    """
     if not storage.is_dir(output_dir):
         raise ExportError(f"output folder {storage.redact(output_dir)} does not exist")
-    return [p for p in storage.list_files(output_dir)
-            if p.endswith(".parquet") and not _basename(p).startswith(("_", "."))]
+    parts = part_files(output_dir)
+    if not parts:
+        raise ExportError(f"{storage.redact(output_dir)} holds no transcripts to export (no "
+                          "part-*.parquet: give the output folder of a transcription run)")
+    with storage.open_read(parts[0]) as f:
+        names = pq.ParquetFile(f).schema_arrow.names
+    missing = [c for c in TRANSCRIPT_COLUMNS if c not in names]
+    if missing:
+        raise ExportError(f"{storage.redact(parts[0])} is not a transcript part (no column "
+                          f"{', '.join(missing)}); give the output folder of a transcription run")
+    return parts
 
 
-def _basename(location: str) -> str:
-    return location.rstrip("/").rsplit("/", 1)[-1]
+def _make_target(target_dir: str) -> None:
+    if not storage.is_dir(target_dir) and storage.exists(target_dir):
+        raise ExportError(f"export target {storage.redact(target_dir)} is a file; give a folder "
+                          "(one file per row and format is written into it)")
+    try:
+        storage.make_dirs(target_dir)
+    except OSError as e:
+        raise ExportError(f"cannot create the export folder {storage.redact(target_dir)}: "
+                          f"{e.strerror or e}") from e
+
+
+def _iter_ids(parts: list[str]) -> Iterator[str]:
+    for part in parts:
+        try:
+            with storage.open_read(part) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=["id"]):
+                    yield from (str(i) for i in batch.column(0).to_pylist())
+        except FileNotFoundError:
+            continue  # rewritten by a run settling the folder meanwhile
 
 
 def iter_rows(parts: list[str]) -> Iterator[dict[str, Any]]:
@@ -149,16 +210,16 @@ def iter_rows(parts: list[str]) -> Iterator[dict[str, Any]]:
 
 
 def cues(row: dict[str, Any], words: bool) -> list[Cue]:
-    """A row's cues in time order, each ending no earlier than it starts."""
-    if words:
-        if row.get("words") is None and row.get("segments"):
-            raise ExportError(f"row {row['id']!r} has no word timings; transcribe with word "
-                              "timestamps to export word cues")
-        raw = [(w["start_s"], w["end_s"], w["word"]) for w in row.get("words") or ()]
-    else:
-        raw = [(s["start_s"], s["end_s"], s["text"]) for s in row.get("segments") or ()]
-    out = [Cue(float(start), max(float(start), float(end)), " ".join(text.split()))
-           for start, end, text in raw if text and text.strip()]
+    """A row's cues in time order, each ending no earlier than it starts: readable cues
+    (`subtitles.readable_cues`), or one per word with `words`."""
+    if not words:
+        return readable_cues(row)
+    if row.get("words") is None and row.get("segments"):
+        raise ExportError(f"row {row['id']!r} has no word timings; transcribe with word "
+                          "timestamps to export word cues")
+    out = [Cue(float(w["start_s"]), max(float(w["start_s"]), float(w["end_s"])),
+               " ".join(w["word"].split()))
+           for w in row.get("words") or () if w["word"] and w["word"].strip()]
     return sorted(out, key=lambda c: (c.start_s, c.end_s))
 
 
@@ -191,7 +252,8 @@ def to_txt(row: dict[str, Any], words: bool) -> str:
 def to_tsv(row: dict[str, Any], words: bool) -> str:
     """start and end in milliseconds, then the text (as Whisper's own TSV output)."""
     lines = ["start\tend\ttext"] + [
-        f"{int(round(c.start_s * 1000))}\t{int(round(c.end_s * 1000))}\t{c.text}"
+        f"{int(round(c.start_s * 1000))}\t{int(round(c.end_s * 1000))}\t"
+        f"{c.text.replace(chr(10), ' ')}"
         for c in cues(row, words)]
     return "\n".join(lines) + "\n"
 
