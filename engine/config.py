@@ -97,6 +97,8 @@ class DecodeConfig:
         prompt_reset_on_logprob: ...and so is a chunk decoded weakly: an average log-probability
             under this, or a no-speech probability over `no_speech_threshold` (noisy speech,
             whose text would prompt the next chunk into skipping or inventing words).
+        max_new_tokens: At most this many tokens generated per window (faster-whisper's
+            `max_new_tokens`); None: up to the decoder's context.
     """
 
     language: str | None = None
@@ -117,12 +119,15 @@ class DecodeConfig:
     condition_on_previous_text: bool = True
     prompt_reset_on_temperature: float = 0.5
     prompt_reset_on_logprob: float | None = -0.5
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
         _check_choice("timestamps", self.timestamps, TIMESTAMPS)
         _check_positive("beam size", self.beam_size)
         _check_positive("best of", self.best_of)
+        if self.max_new_tokens is not None:
+            _check_positive("max new tokens", self.max_new_tokens)
         if not self.temperatures or any(t < 0 for t in self.temperatures):
             raise ConfigError("temperatures must be a non-empty list of values >= 0")
 
@@ -142,6 +147,8 @@ class VadConfig:
     min_speech_duration_ms: int = 0
     min_silence_duration_ms: int = 2000
     speech_pad_ms: int = 400
+    rescue: bool = True
+    rescue_db: float = 15.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:

@@ -16,7 +16,8 @@ from engine.types import Outcome
 
 def transcribe(config: TranscribeConfig,
                on_outcome: Callable[[Outcome, RunSummary], None] | None = None,
-               on_start: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+               on_start: Callable[[int, int], None] | None = None,
+               on_loading: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run a whole job: read the manifest, transcribe every row not yet done, write the output.
 
     Args:
@@ -24,6 +25,8 @@ def transcribe(config: TranscribeConfig,
         on_outcome: Called after each row is written (progress; the local backend only).
         on_start: Called once, before work starts, with this shard's manifest rows and how many
             of them the output already holds.
+        on_loading: Called once, as the model starts loading, with what is loaded where (the
+            local backend only).
 
     Returns:
         The run summary, also written beside the output's parts.
@@ -38,4 +41,4 @@ def transcribe(config: TranscribeConfig,
         return transcribe_on_ray(config, on_start)
     from engine.backends.local import transcribe_locally
 
-    return transcribe_locally(config, on_outcome, on_start)
+    return transcribe_locally(config, on_outcome, on_start, on_loading)

@@ -38,7 +38,8 @@ from engine.types import AudioItem, ItemError, Outcome
 
 def transcribe_locally(config: TranscribeConfig,
                on_outcome: Callable[[Outcome, RunSummary], None] | None = None,
-               on_start: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+               on_start: Callable[[int, int], None] | None = None,
+               on_loading: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run a whole job: read the manifest, transcribe every row not yet done, write the output.
 
     Args:
@@ -46,6 +47,7 @@ def transcribe_locally(config: TranscribeConfig,
         on_outcome: Called after each row is written (progress reporting).
         on_start: Called once, before work starts, with this shard's manifest rows and how many
             of them the output already holds.
+        on_loading: Called once, as the model starts loading, with what is loaded where.
 
     Returns:
         The run summary, also written to the output's .batchscribe/runs/ (see `engine.io.runlog`).
@@ -70,6 +72,8 @@ def transcribe_locally(config: TranscribeConfig,
         # the model loads while the workers start and decode the first files; long files' chunk
         # features (or samples, for the GPU's log-mel) wait in spill_dir for the model
         with ThreadPoolExecutor(1, thread_name_prefix="model-load") as loader:
+            if on_loading is not None:
+                on_loading(f"{plan.path} ({plan.device}, {plan.compute_type})")
             loading = loader.submit(_load_model, config, plan)
             with tempfile.TemporaryDirectory(prefix="batchscribe-features-") as spill_dir, \
                     OrderedPool(partial(Preparer, config.vad, plan.n_mels, spill_dir,

@@ -189,14 +189,16 @@ def _build_dataset(ray: Any, config: TranscribeConfig, manifest: Manifest, n_mel
         .select_columns(columns).repartition(blocks)
         .map_batches(DecodeStage, fn_constructor_args=(config, n_mels, done),
                      fn_kwargs={"base_dir": folder}, batch_format="pyarrow",
-                     batch_size=ITEMS_PER_DECODE_CALL, concurrency=options.decode_actors,
+                     batch_size=ITEMS_PER_DECODE_CALL,
+                     compute=ray.data.ActorPoolStrategy(size=options.decode_actors),
                      num_cpus=options.cpus_per_decode_actor)
         for folder, group in folders
     ]
     prepared = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
     return prepared.map_batches(
         ModelStage, fn_constructor_args=(config, schema, n_mels), batch_format="pyarrow",
-        batch_size=options.items_per_model_call, concurrency=options.model_actors,
+        batch_size=options.items_per_model_call,
+        compute=ray.data.ActorPoolStrategy(size=options.model_actors),
         num_gpus=options.gpus_per_model_actor, num_cpus=options.cpus_per_model_actor)
 
 

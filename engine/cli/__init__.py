@@ -224,10 +224,9 @@ def _run_transcription(config: TranscribeConfig, progress: Progress) -> dict[str
     from engine.stopping import Stopped, stop_on_signals
 
     with progress, stop_on_signals():
-        progress.loading(f"the model {config.model.path}" if config.model.path
-                         else "the default model (Whisper tiny.en)")
         try:
-            return run(config, on_outcome=progress.update, on_start=progress.start)
+            return run(config, on_outcome=progress.update, on_start=progress.start,
+                       on_loading=progress.loading)
         except EngineError as e:
             raise failure(with_flag_hints(model_hint(str(e), config.model.path))) from e
         except Stopped as e:  # the rows finished so far were committed on the way out

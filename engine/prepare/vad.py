@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.config import VadConfig
+from engine.prepare.rescue import band_energy_db, rescued
 from engine.prepare.windows import WINDOW_SAMPLES
 from engine.types import SpeechSpan
 
@@ -66,16 +67,24 @@ class SpeechDetector:
         if not self._config.enabled:
             total = sum(window.size for window in windows)
             return Speech(total, [SpeechSpan(0.0, total / self._rate)] if total else [], None)
-        probs, total = _WindowedProbabilities(), 0
+        probs, total = _WindowedProbabilities(self._rate), 0
         for window in windows:
             total += window.size
             probs.add(window)
         frames = probs.finish()
-        spans, voiced = (
-            [SpeechSpan(start / self._rate, end / self._rate)
-             for start, end in speech_stamps(frames, total, options, self._rate)]
-            for options in (self._options, self._voiced_options))
-        return Speech(total, spans, voiced)
+        found = speech_stamps(frames, total, self._options, self._rate)
+        if self._config.rescue:
+            pad = self._rate * self._config.speech_pad_ms // 1000
+            found = sorted([*found, *rescued(found, probs.energy_db()[: -(-total // FRAME)],
+                                             self._config.rescue_db, pad,
+                                             int(MAX_SPAN_S * self._rate))])
+            found = [(start, min(end, total)) for start, end in found]
+        voiced = speech_stamps(frames, total, self._voiced_options, self._rate)
+        return Speech(total, _seconds(found, self._rate), _seconds(voiced, self._rate))
+
+
+def _seconds(stamps: list[tuple[int, int]], rate: int) -> list[SpeechSpan]:
+    return [SpeechSpan(start / rate, end / rate) for start, end in stamps]
 
 
 def whole_windows(samples: np.ndarray) -> list[np.ndarray]:
@@ -92,10 +101,12 @@ class _WindowedProbabilities:
     time, carrying the model state and the frame context across windows exactly as
     faster-whisper's `SileroVADModel` carries them across its batches of the whole audio."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate_hz: int) -> None:
         from faster_whisper.vad import get_vad_model
 
         self._session = get_vad_model().session
+        self._rate = rate_hz
+        self._energy_db: list[np.ndarray] = []
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
@@ -124,6 +135,12 @@ class _WindowedProbabilities:
         out, self._h, self._c = self._session.run(
             None, {"input": batch, "h": self._h, "c": self._c})
         self._probs.append(np.asarray(out, dtype=np.float32).reshape(-1))
+        self._energy_db.append(band_energy_db(frames, self._rate))
+
+    def energy_db(self) -> np.ndarray:
+        """Voice-band energy of each frame (`rescue.band_energy_db`), aligned with the
+        probabilities."""
+        return np.concatenate(self._energy_db) if self._energy_db else np.zeros(0, np.float32)
 
 
 def speech_stamps(probs: np.ndarray, total: int, options: VadOptions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
@@ -147,7 +148,15 @@ def test_backend_ray_with_no_ray_table_runs_on_two_cpus(local_ray, clips, model_
                              "path": [c["path"] for c in short]}), manifest)
     config = build_config(manifest, str(tmp_path / "out"), {
         "": {"backend": "ray"}, "model": {"path": model_path}, "decode": {"beam_size": 1}})
-    report = transcribe(config)
+    warnings: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("ray.data").addHandler(handler)
+    try:
+        report = transcribe(config)
+    finally:
+        logging.getLogger("ray.data").removeHandler(handler)
+    assert not [w for w in warnings if "deprecated" in w], warnings  # issue 28: `concurrency`
     assert report["counts"]["ok"] == 2
     assert report["options"]["ray"]["cpus_per_model_actor"] == 0.5
     assert set(read_rows(str(tmp_path / "out"))) == {c["id"] for c in short}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from checkpoints import ARCHITECTURES, build, trainer_checkpoint
@@ -186,3 +187,19 @@ def test_converted_models_run_through_batchscribe_transcribe(converted, name, tm
     assert row["status"] in ("ok", "empty") and row["language"]
     assert 0 < row["language_probability"] <= 1
     assert all(0 <= s["start_s"] <= s["end_s"] for s in row["segments"])
+
+
+def test_cli_verify_prints_parity_as_a_sentence(converted, tmp_path) -> None:
+    # issue 28: it printed the parity dict, `parity: {'check': ..., 'steps': ...}`
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    source, _, _ = converted[next(iter(ARCHITECTURES))]
+    result = CliRunner().invoke(cli, ["convert", source, str(tmp_path / "out"),
+                                      "--quantization", "float32", "--verify"])
+    assert result.exit_code == 0, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"parity passed: (\d+) of \1 greedy steps chose the same token and the "
+                        r"largest logit difference [0-9.e-]+ \(at most 1e-3 needed, float32 "
+                        r"against the checkpoint\)", line), line

@@ -94,6 +94,9 @@ def test_a_signal_commits_finished_rows_stops_workers_and_exits_128_plus_n(
     rows = rows_in(out)
     assert len(rows) == record["rows"] and len({r["id"] for r in rows}) == len(rows)
     assert {r["status"] for r in rows} == {"ok"}
+    # issue 28: the message says how many rows were kept
+    assert f": {len(rows)} rows are kept in {out} ({len(rows)} written by this run, 0 before " \
+        "it)" in text.strip().splitlines()[-1]
 
 
 def test_sigkill_of_the_main_process_leaves_no_worker_behind(
