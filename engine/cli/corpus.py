@@ -16,37 +16,44 @@ from engine.errors import EngineError
 @click.argument("audio_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The manifest to write (Parquet).")
-@click.option("--include", multiple=True, help="Glob of files to take (repeatable) "
-              "[default: common audio and video extensions].")
+@click.option("--include", multiple=True, help="Take only the audio files that match this "
+              "glob (repeatable; audio and video extensions are always required).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option("--references", is_flag=True,
               help="Read reference text from name.txt sidecars or LibriSpeech *.trans.txt.")
+@click.option("--reference-table", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="References from a table (.tsv, .csv, .parquet): a file or id column and a "
+              "text column; its ids become the manifest's ids.")
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=8, show_default=True,
               help="Files probed in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def manifest(audio_dir: str, output: str, include: tuple[str, ...], exclude: tuple[str, ...],
-             references: bool, workers: int, as_json: bool, quiet: bool) -> None:
+             references: bool, reference_table: str | None, workers: int, as_json: bool,
+             quiet: bool) -> None:
     """Scan AUDIO_DIR (recursively) into a Parquet manifest, one row per audio file.
 
     Headers are probed, not decoded: duration, sample rate, channels, format, size. Files that
-    cannot be probed stay in the manifest with an `error`.
+    cannot be probed stay in the manifest with an `error`. Ids are the paths relative to
+    AUDIO_DIR, or the references table's ids.
 
     \b
     Example:
       batchscribe manifest corpus/ -o corpus.parquet --references
+      batchscribe manifest corpus/ -o corpus.parquet --reference-table corpus/manifest.tsv
+      batchscribe manifest corpus/ -o calls.parquet --include 'calls/*'
     """
     import os
 
-    from engine.corpus.scan import AUDIO_PATTERNS, ScanOptions, scan_rows, write_manifest
+    from engine.corpus.scan import ScanOptions, scan_rows, write_manifest
 
-    options = ScanOptions(include=include or AUDIO_PATTERNS, exclude=exclude,
-                          references=references, workers=workers)
-    manifest_dir = os.path.dirname(os.path.abspath(output))
+    options = ScanOptions(include=include, exclude=exclude, references=references,
+                          workers=workers, reference_table=reference_table)
     bar = counter(enabled=not quiet and sys.stderr.isatty(), unit="file")
     try:
-        summary = write_manifest(scan_rows(audio_dir, manifest_dir, options), output,
-                                 on_row=lambda row: bar.update(1))
+        summary = write_manifest(
+            scan_rows(audio_dir, os.path.dirname(os.path.abspath(output)), options), output,
+            on_row=lambda row: bar.update(1))
     except EngineError as e:
         raise failure(str(e)) from e
     finally:
@@ -58,8 +65,20 @@ def manifest(audio_dir: str, output: str, include: tuple[str, ...], exclude: tup
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
         formats = ", ".join(f"{k} {v}" for k, v in summary.formats.most_common())
+        found = f", {summary.with_reference} with a reference" \
+            if references or reference_table else ""
         click.echo(f"{summary.files} files, {report['audio_hours']:.3f} h, {summary.errors} "
-                   f"unreadable; {formats or 'no files'} -> {output}", err=True)
+                   f"unreadable{found}; {formats or 'no files'} -> {output}", err=True)
+    if (references or reference_table) and summary.files and not summary.with_reference:
+        click.echo("warning: no reference found (looked for " + _where(reference_table,
+                   references) + ")", err=True)
+
+
+def _where(reference_table: str | None, sidecars: bool) -> str:
+    places = [f"the file or id column of {reference_table}"] if reference_table else []
+    if sidecars:
+        places.append("NAME.txt beside each file and LibriSpeech *.trans.txt listings")
+    return " and ".join(places)
 
 
 @click.command("eval")

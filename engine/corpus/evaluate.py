@@ -245,12 +245,20 @@ def _no_common_ids(output_ids: list[str], references: dict[str, str | None],
 
 
 def _manifest_references(manifest: str, column: str) -> dict[str, str | None]:
-    """{id: reference}: from a table with `id` and the column (no audio column needed), else
-    from a manifest whose ids derive from its paths."""
+    """{id: reference}: from a table with `id` and the column (Parquet, TSV or CSV; no audio
+    column needed), else from a manifest whose ids derive from its paths."""
     import pyarrow.dataset as ds
 
+    from engine.corpus.references import read_table
     from engine.io.manifest import open_manifest, resolve_files
 
+    if manifest.lower().endswith((".tsv", ".csv")):  # a references table
+        delimited = read_table(manifest)
+        if "id" not in delimited.column_names or column not in delimited.column_names:
+            raise ConfigError(f"references table {manifest} needs columns id and {column}; it "
+                              f"has: {', '.join(delimited.column_names)}")
+        return dict(zip(delimited.column("id").to_pylist(), delimited.column(column).to_pylist(),
+                        strict=True))
     table = ds.dataset(resolve_files(manifest), format="parquet")
     if "id" in table.schema.names and column in table.schema.names:
         rows = table.to_table(columns=["id", column]).to_pylist()

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.corpus.references import load_reference_table
 from engine.errors import ConfigError
 
 AUDIO_PATTERNS = ("*.wav", "*.flac", "*.mp3", "*.ogg", "*.opus", "*.m4a", "*.aac", "*.wma",
@@ -32,10 +33,19 @@ ROWS_PER_GROUP = 10_000
 
 @dataclass(frozen=True)
 class ScanOptions:
-    include: tuple[str, ...] = AUDIO_PATTERNS
+    """What to scan: audio files (AUDIO_PATTERNS), narrowed by `include`, less `exclude`.
+
+    Attributes:
+        references: Read `name.txt` sidecars and LibriSpeech `*.trans.txt` listings.
+        reference_table: A TSV, CSV or Parquet table of references (`engine.corpus.references`);
+            its ids become the manifest's ids for the files it names.
+    """
+
+    include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    references: bool = False  # read `name.txt` sidecars and LibriSpeech `*.trans.txt` files
+    references: bool = False
     workers: int = 8
+    reference_table: str | None = None
 
 
 @dataclass
@@ -60,12 +70,16 @@ def find_audio(root: str, options: ScanOptions) -> Iterator[tuple[str, str]]:
         dirs.sort()
         for name in sorted(names):
             rel = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
-            if not any(fnmatch.fnmatch(name.lower(), p) or fnmatch.fnmatch(rel, p)
-                       for p in options.include):
+            if not _matches(name.lower(), rel, AUDIO_PATTERNS) or (
+                    options.include and not _matches(name, rel, options.include)):
                 continue
             if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in options.exclude):
                 continue
             yield os.path.join(folder, name), rel
+
+
+def _matches(name: str, rel: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
 
 
 def probe(path: str) -> dict[str, Any]:
@@ -142,7 +156,7 @@ def scan_rows(root: str, manifest_dir: str, options: ScanOptions) -> Iterator[di
     """Manifest rows for every audio file under `root`, in order, probed in parallel."""
     if not os.path.isdir(root):
         raise ConfigError(f"{root} is not a folder")
-    references = ReferenceFinder() if options.references else None
+    references = References(options)
     with ThreadPoolExecutor(max_workers=options.workers) as pool:
         window = options.workers * 16
         pending: list[tuple[str, str, Any]] = []
@@ -154,11 +168,37 @@ def scan_rows(root: str, manifest_dir: str, options: ScanOptions) -> Iterator[di
         yield from _finish(pending, manifest_dir, references)
 
 
+class References:
+    """A file's id and reference: from the references table, then sidecars, as asked."""
+
+    def __init__(self, options: ScanOptions) -> None:
+        self._table = (load_reference_table(options.reference_table)
+                       if options.reference_table else None)
+        self._sidecars = ReferenceFinder() if options.references else None
+        self._table_path = options.reference_table or ""
+        self._ids_taken: dict[str, str] = {}  # a table id -> the file that took it
+
+    def __call__(self, path: str, rel: str) -> tuple[str, str | None]:
+        found = self._table.lookup(rel) if self._table is not None else None
+        if found is not None and found.item_id is not None:
+            other = self._ids_taken.setdefault(found.item_id, rel)
+            if other != rel:
+                raise ConfigError(
+                    f"references table {self._table_path}: id "
+                    f"{found.item_id!r} matches two files, {other} and {rel}; name the file "
+                    "in a file column, or leave one out")
+            return found.item_id, found.text
+        if found is not None:
+            return rel, found.text
+        return rel, self._sidecars(path) if self._sidecars is not None else None
+
+
 def _finish(batch: Iterable[tuple[str, str, Any]], manifest_dir: str,
-            references: ReferenceFinder | None) -> Iterator[dict[str, Any]]:
+            references: References) -> Iterator[dict[str, Any]]:
     for path, rel, future in batch:
-        yield {"id": rel, "path": os.path.relpath(path, manifest_dir).replace(os.sep, "/"),
-               **future.result(), "reference": references(path) if references else None}
+        item_id, reference = references(path, rel)
+        yield {"id": item_id, "path": os.path.relpath(path, manifest_dir).replace(os.sep, "/"),
+               **future.result(), "reference": reference}
 
 
 def write_manifest(rows: Iterable[dict[str, Any]], output: str,

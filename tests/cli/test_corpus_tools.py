@@ -139,3 +139,66 @@ def test_eval_with_no_reference_at_all_is_an_error(small_run, tmp_path) -> None:
     assert "no row of" in result.output and "2 of 2 rows have no reference" in result.output
     ok = CliRunner().invoke(cli, ["eval", small_run, "--reference-column", "reference", "--json"])
     assert ok.exit_code == 0 and json.loads(ok.stdout)["rows_evaluated"] == 2
+
+
+def test_include_narrows_the_audio_files(corpus_dir, tmp_path) -> None:
+    # issue 28: `--include 'a/*'` replaced the audio filter and took a/child.txt as audio
+    out = tmp_path / "m.parquet"
+    result = CliRunner().invoke(cli, ["manifest", str(corpus_dir), "-o", str(out),
+                                      "--include", "a/*"])
+    assert result.exit_code == 0, result.output
+    assert sorted(pq.read_table(out).column("id").to_pylist()) == [
+        "a/b/typography.mp3", "a/broken.wav", "a/child.wav"]
+
+
+def test_manifest_says_how_many_references_it_found(corpus_dir, tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["manifest", str(corpus_dir), "-o",
+                                      str(tmp_path / "m.parquet"), "--references"])
+    assert result.exit_code == 0, result.output
+    assert "4 files, " in result.stderr and ", 2 with a reference;" in result.stderr
+    bare = tmp_path / "bare"
+    shutil.copytree(corpus_dir / "a" / "b", bare)
+    result = CliRunner().invoke(cli, ["manifest", str(bare), "-o", str(tmp_path / "n.parquet"),
+                                      "--references"])
+    assert result.exit_code == 0, result.output
+    assert ", 0 with a reference;" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "warning: no reference found (looked for NAME.txt beside each file")
+
+
+def test_a_references_table_gives_references_and_ids(clips, model_path, tmp_path) -> None:
+    """The shared corpus layout: audio files beside a manifest.tsv of id, file and
+    reference_text. The manifest takes the table's ids, so eval joins on the table itself."""
+    corpus = tmp_path / "real"
+    corpus.mkdir()
+    chosen = sorted(clips, key=lambda c: float(c["duration_s"]))[:2]
+    for clip in chosen:
+        shutil.copy(clip["path"], corpus)
+    shutil.copy(os.path.join(os.path.dirname(chosen[0]["path"]), "manifest.tsv"), corpus)
+    manifest = tmp_path / "m.parquet"
+    result = CliRunner().invoke(cli, ["manifest", str(corpus), "-o", str(manifest),
+                                      "--reference-table", str(corpus / "manifest.tsv"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["with_reference"] == 2
+    rows = {r["id"]: r for r in pq.read_table(manifest).to_pylist()}
+    assert set(rows) == {c["id"] for c in chosen}
+    assert all(rows[c["id"]]["reference"] == c["reference_text"] for c in chosen)
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["transcribe", str(manifest), "-o", str(out), "-j", "0",
+                                    "-q"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["eval", str(out), "--reference-column", "reference_text",
+                                      "--manifest", str(corpus / "manifest.tsv"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows_evaluated"] == 2
+
+
+def test_a_references_table_without_a_text_column_is_one_line(corpus_dir, tmp_path) -> None:
+    table = tmp_path / "refs.csv"
+    table.write_text("file,words\na/child.wav,the child\n")
+    result = CliRunner().invoke(cli, ["manifest", str(corpus_dir), "-o",
+                                      str(tmp_path / "m.parquet"), "--reference-table",
+                                      str(table)])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "needs a file or id column and a text column" in line and "it has: file, words" in line
