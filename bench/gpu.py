@@ -84,6 +84,25 @@ def run_faster_whisper(model_path: str, rows: list[dict[str, str]], batch_size: 
     return texts, audio_s / elapsed, gpu.busy
 
 
+def run_fw_sequential(model_path: str, rows: list[dict[str, str]], vad: bool
+                      ) -> tuple[dict[str, str], float, float]:
+    """faster-whisper's sequential `WhisperModel.transcribe` (beam 5, previous-text conditioning),
+    one file at a time, its own audio decoding timed: texts, speed, GPU busy."""
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(model_path, device="cuda", compute_type="float16")
+    list(model.transcribe(rows[0]["path"], language="en")[0])  # warm-up
+    texts, audio_s = {}, 0.0
+    with GpuSampler() as gpu:
+        started = time.monotonic()
+        for row in rows:
+            segments, info = model.transcribe(row["path"], vad_filter=vad, language="en")
+            texts[row["id"]] = "".join(s.text for s in segments).strip()
+            audio_s += info.duration
+        elapsed = time.monotonic() - started
+    return texts, audio_s / elapsed, gpu.busy
+
+
 def run_whisper_s2t(model_path: str, rows: list[dict[str, str]], batch_size: int,
                     beam_size: int) -> tuple[dict[str, str], float, float, float]:
     """WhisperS2T-reborn's `transcribe_with_vad` over every file in one call (its own audio
@@ -163,8 +182,10 @@ SWEEP = [
 @click.option("--baseline/--no-baseline", default=True, help="Run (a) too.")
 @click.option("--peer-beam", "peer_beams", type=int, multiple=True,
               help="Run (c) WhisperS2T-reborn (batch 32) at this beam size; repeatable.")
+@click.option("--fw-sequential", is_flag=True, help="Run (d) faster-whisper's sequential "
+              "transcribe with and without VAD, on one copy of the corpus (--language en).")
 def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: str | None,
-         baseline: bool, peer_beams: tuple[int, ...]) -> None:
+         baseline: bool, peer_beams: tuple[int, ...], fw_sequential: bool) -> None:
     rows = [dict(r, id=f"{r['id']}#{k}") for k in range(repeat) for r in load_corpus(corpus)]
     work = "/tmp/bs/work"
     os.makedirs(work, exist_ok=True)
@@ -185,6 +206,11 @@ def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: st
         texts[label], speed, busy, load_s = run_whisper_s2t(model, rows, 32, beam)
         results.append({"system": label, "speed": speed, "gpu_busy": busy, "load_s": load_s})
         print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}, load {load_s:.1f} s", flush=True)
+    for vad in (True, False) if fw_sequential else ():
+        label = f"(d) faster-whisper transcribe(vad_filter={vad}), one copy, float16"
+        texts[label], speed, busy = run_fw_sequential(model, rows[: len(rows) // repeat], vad)
+        results.append({"system": label, "speed": speed, "gpu_busy": busy})
+        print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}", flush=True)
     chosen = [c.strip() for c in configs.split(";")] if configs else SWEEP[:sweep]
     for n, options in enumerate(chosen):
         folder = os.path.join(work, f"out{n}")

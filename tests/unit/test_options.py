@@ -29,6 +29,16 @@ def test_a_job_file_builds_the_config_the_flags_build(tmp_path) -> None:
     assert config.decode.temperatures == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # defaults kept
 
 
+def test_vad_settings_from_a_job_file_and_from_flags(tmp_path) -> None:
+    path = tmp_path / "job.toml"
+    path.write_text('manifest = "m.parquet"\noutput = "out"\n[vad]\nthreshold = 0.35\n'
+                    'min_silence_duration_ms = 1000\nspeech_pad_ms = 200\nrescue = false\n'
+                    'rescue_db = 9.0\n')
+    vad = load_job(str(path)).vad
+    assert (vad.threshold, vad.min_silence_duration_ms, vad.speech_pad_ms) == (0.35, 1000, 200)
+    assert (vad.rescue, vad.rescue_db) == (False, 9.0)
+
+
 @pytest.mark.parametrize("job, message", [
     ({"manifest": "m", "output": "o", "modle": {}},
      "job.toml: unknown key 'modle'; valid keys here: manifest, output, backend, model"),
