@@ -8,8 +8,8 @@ from typing import Any
 
 from engine.config import TranscribeConfig
 from engine.decode.stream import Timings
-from engine.errors import ManifestError
-from engine.io import runlog, storage
+from engine.errors import ManifestError, OutputError
+from engine.io import lock, runlog, storage
 from engine.io.idset import IdSet
 from engine.io.manifest import Manifest, in_shard, open_manifest
 from engine.io.writer import PartWriter, output_schema
@@ -54,8 +54,25 @@ def open_job(config: TranscribeConfig) -> tuple[Manifest, PartWriter]:
             f"it has: {', '.join(manifest.schema.names)}")
     passthrough = [manifest.schema.field(name) for name in config.run.passthrough]
     writer = PartWriter(config.output, output_schema(passthrough),
-                        config.run.rows_per_part, config.run.part_seconds)
+                        config.run.rows_per_part, config.run.part_seconds, config.run.shard)
     return manifest, writer
+
+
+def hold_output(writer: PartWriter) -> lock.FolderLock:
+    """Take the output folder's lock for this run's shard (refused while another run writes
+    it), then remove what killed runs of this shard left there; release it when the run ends.
+
+    Raises:
+        OutputError: another live run writes the shard, or the folder cannot be written.
+    """
+    held = lock.acquire(writer.output_dir, writer.shard)
+    try:
+        writer.remove_temporaries()
+    except OSError as e:
+        held.release()
+        raise OutputError(f"cannot clean the output folder {storage.redact(writer.output_dir)}: "
+                          f"{e}") from e
+    return held
 
 
 def count_rows(manifest: Manifest, done: IdSet, shard: tuple[int, int]) -> tuple[int, int]:
@@ -78,11 +95,18 @@ def check_rerun(config: TranscribeConfig, model: dict[str, Any]) -> list[str]:
     return runlog.check_settings(config.output, current, config.run.allow_mixed)
 
 
-def save_report(writer: PartWriter, config: TranscribeConfig,
-                report: dict[str, Any]) -> dict[str, Any]:
-    """Write the run's record and the folder's summary beside the parts; the report, with the
-    folder's summary under "folder"."""
-    folder = runlog.write_metadata(writer, config.run.shard, report)
+def start_report(writer: PartWriter, config: TranscribeConfig, model: dict[str, Any],
+                 summary: RunSummary) -> None:
+    """Write the run's record before its first row, so a run killed at any moment leaves its
+    settings (model, compute type, options) for the next run's check."""
+    runlog.start_record(writer, build_report(config, model, summary))
+
+
+def save_report(writer: PartWriter, report: dict[str, Any],
+                state: str = "finished") -> dict[str, Any]:
+    """Rewrite the run's record (`state`) and the folder's summary beside the parts; the
+    report, with the folder's summary under "folder"."""
+    folder = runlog.write_metadata(writer, report, state)
     return {**report, "folder": folder}
 
 

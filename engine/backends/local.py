@@ -7,6 +7,7 @@ manifest's size, and the model decodes one batch while the pool prepares the nex
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,16 +22,23 @@ from engine.backends.common import (
     build_report,
     check_rerun,
     count_rows,
+    hold_output,
     open_job,
     save_report,
+    start_report,
 )
+from engine.backends.leftovers import features_prefix, remove_dead_runs_temporaries
 from engine.backends.pool import OrderedPool
+from engine.backends.telemetry import turn_off_telemetry
 from engine.config import TranscribeConfig
 from engine.decode.plan import ModelPlan, plan_model
 from engine.decode.runner import ModelRunner
 from engine.decode.stream import check_language_options, decode_stream
-from engine.errors import TooManyErrors
+from engine.errors import OutputError, TooManyErrors
+from engine.io import storage
+from engine.io.manifest import Manifest
 from engine.io.retry import ids_to_skip, settle
+from engine.io.writer import PartWriter
 from engine.prepare.stage import Preparer
 from engine.stopping import deferred
 from engine.types import AudioItem, ItemError, Outcome
@@ -57,7 +65,21 @@ def transcribe_locally(config: TranscribeConfig,
             error budget exceeded (after committing the rows done so far).
     """
     started = time.monotonic()
+    turn_off_telemetry()  # before any process of the run loads onnxruntime
+    remove_dead_runs_temporaries()
     manifest, writer = open_job(config)
+    held = hold_output(writer)  # refused while another run writes this shard
+    try:
+        return _run(config, manifest, writer, started, (on_outcome, on_start, on_loading))
+    finally:
+        held.release()
+
+
+def _run(config: TranscribeConfig, manifest: Manifest, writer: PartWriter, started: float,
+         callbacks: tuple[Callable[[Outcome, RunSummary], None] | None,
+                          Callable[[int, int], None] | None,
+                          Callable[[str], None] | None]) -> dict[str, Any]:
+    on_outcome, on_start, on_loading = callbacks
     done, retried = ids_to_skip(config.output, config.run.retry_errors)  # settles first
     plan = plan_model(config.model)
     config = replace(config, batch=config.batch.for_device(plan.device))  # recorded as run
@@ -68,6 +90,7 @@ def transcribe_locally(config: TranscribeConfig,
     loading: Future[tuple[ModelRunner, float]] | None = None
     failed = True
     commit = True  # the output is committed at the end, unless the model or a check failed
+    report: dict[str, Any] = {}
     try:
         # the model loads while the workers start and decode the first files; long files' chunk
         # features (or samples, for the GPU's log-mel) wait in spill_dir for the model
@@ -75,7 +98,7 @@ def transcribe_locally(config: TranscribeConfig,
             if on_loading is not None:
                 on_loading(f"{plan.path} ({plan.device}, {plan.compute_type})")
             loading = loader.submit(_load_model, config, plan)
-            with tempfile.TemporaryDirectory(prefix="batchscribe-features-") as spill_dir, \
+            with tempfile.TemporaryDirectory(prefix=features_prefix()) as spill_dir, \
                     OrderedPool(partial(Preparer, config.vad, plan.n_mels, spill_dir,
                                         features_on_device=plan.features_on_device),
                                 config.run.workers, on_crash=worker_crashed) as pool:
@@ -88,6 +111,7 @@ def transcribe_locally(config: TranscribeConfig,
                 summary.mixed = check_rerun(config, model)
                 summary.manifest_rows, summary.skipped_done = count_rows(manifest, done,
                                                                          config.run.shard)
+                start_report(writer, config, model, summary)  # the settings, before any row
                 if on_start is not None:
                     on_start(summary.manifest_rows, summary.skipped_done)
                 commit = True
@@ -111,16 +135,39 @@ def transcribe_locally(config: TranscribeConfig,
         if runner is not None:
             runner.close(wait=not failed)  # stopped: the batches in flight are not waited for
         if commit:
-            writer.commit()
-            if retried:  # their earlier error rows go only now, after the new rows are in
-                settle(config.output)
-            summary.wall_s = time.monotonic() - started
-            if not (failed and summary.rows == 0):  # a start that failed leaves nothing behind
-                report = save_report(writer, config, build_report(config, model, summary))
+            report = _finish(writer, config, (model, summary, started), retried, failed)
     if summary.stopped:
         raise TooManyErrors(f"run stopped: {summary.stopped} (the error budget); "
                             f"rows written so far are kept in {config.output}")
     return report
+
+
+def _finish(writer: PartWriter, config: TranscribeConfig,
+            run: tuple[dict[str, Any], RunSummary, float], retried: int,
+            failed: bool) -> dict[str, Any]:
+    """Commit the rows buffered, settle retried rows, rewrite the run record; a folder that
+    refuses writes (full, read-only) keeps its committed parts and the record written at the
+    start when even the record cannot be rewritten."""
+    model, summary, started = run
+    with contextlib.suppress(OutputError):  # already raised by the write that failed
+        writer.commit()
+    if retried and writer.broken is None:  # their earlier error rows go only after the new
+        settle(config.output)
+    summary.wall_s = time.monotonic() - started
+    if failed and summary.rows == 0:  # a start that failed leaves nothing behind
+        if writer.record_name is not None:
+            with contextlib.suppress(OSError):
+                storage.delete(storage.join(config.output, writer.record_name))
+        return {}
+    state = "failed" if failed or writer.broken is not None else (
+        "stopped" if summary.stopped else "finished")
+    report = build_report(config, model, summary)
+    try:
+        return save_report(writer, report, state)
+    except OutputError:
+        if writer.broken is None:
+            raise
+        return report  # the folder refuses everything now: the start record stays
 
 
 def _load_model(config: TranscribeConfig, plan: ModelPlan) -> tuple[ModelRunner, float]:

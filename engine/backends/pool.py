@@ -33,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any, Generic, TypeVar
 
+from engine.backends.telemetry import turn_off_telemetry
 from engine.errors import EngineError
 
 In = TypeVar("In")
@@ -62,6 +63,7 @@ class _StartFailure:
 def _init_worker(factory: Callable[[], Callable[[Any], Any]], parent_pid: int) -> None:
     global _worker_fn
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    turn_off_telemetry()  # before the factory builds the VAD session (onnxruntime)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True,
                      name="watch-parent").start()
     try:
@@ -136,6 +138,7 @@ class OrderedPool(Generic[In, Out]):
     def _start(self) -> ProcessPoolExecutor:
         """A pool whose first worker answered; a start that dies is tried `TRIES` times (a
         loaded machine's OOM killer may take a worker while it imports its libraries)."""
+        turn_off_telemetry()  # spawned workers start with it in their environment
         for attempt in range(1, TRIES + 1):
             executor = ProcessPoolExecutor(
                 max_workers=self._workers, mp_context=_WorkerContext(),

@@ -17,6 +17,7 @@ import os
 import pickle
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from itertools import groupby
 from typing import Any
@@ -32,7 +33,7 @@ from engine.io.idset import IdSet
 from engine.io.manifest import Manifest
 from engine.io.retry import ids_to_skip, settle
 from engine.io.runlog import META_DIR
-from engine.io.writer import PART_PREFIX, part_files, read_part, to_row
+from engine.io.writer import PART_PREFIX, PartWriter, part_files, read_part, to_row
 
 ITEMS_PER_DECODE_CALL = 4
 MAX_READ_BLOCKS = 2000  # manifest rows are small: a few decode calls per block, so stages overlap
@@ -52,8 +53,10 @@ class DecodeStage:
     """Manifest rows -> pickled PreparedItem or ItemError, one per row still to do."""
 
     def __init__(self, config: TranscribeConfig, n_mels: int, done: IdSet) -> None:
+        from engine.backends.telemetry import turn_off_telemetry
         from engine.prepare.stage import Preparer
 
+        turn_off_telemetry()  # before the VAD session loads onnxruntime in this Ray worker
         self._prepare = Preparer(config.vad, n_mels)
         self._config = config
         self._done = done
@@ -100,8 +103,7 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
         ConfigError: Ray is not installed, or an option the Ray backend does not support.
         EngineError: a bad manifest, model or output folder (before any work).
     """
-    from engine.backends.common import build_report, check_rerun, count_rows, open_job, save_report
-    from engine.decode.models import declared_n_mels, model_fingerprint, resolve_model
+    from engine.backends.common import hold_output, open_job
 
     if config.run.max_errors is not None:
         raise ConfigError("max_errors is not supported by the ray backend: its tasks write "
@@ -110,6 +112,27 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
     ray = _import_ray()
     started = time.monotonic()
     manifest, writer = open_job(config)
+    held = hold_output(writer)  # refused while another run writes this shard
+    try:
+        return _transcribe_held(ray, config, (manifest, writer), started, on_start)
+    finally:
+        held.release()
+
+
+def _transcribe_held(ray: Any, config: TranscribeConfig, job: tuple[Manifest, PartWriter],
+                     started: float, on_start: Callable[[int, int], None] | None
+                     ) -> dict[str, Any]:
+    from engine.backends.common import (
+        RunSummary,
+        build_report,
+        check_rerun,
+        count_rows,
+        save_report,
+        start_report,
+    )
+    from engine.decode.models import declared_n_mels, model_fingerprint, resolve_model
+
+    manifest, writer = job
     index, count = config.run.shard
     stem = "run" if count == 1 else f"run-shard-{index}-of-{count}"  # a killed run's staging
     staging = storage.join(config.output, f".ray-staging-{stem}")
@@ -124,6 +147,7 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
              "features": "workers"}  # the decode actors compute them
     mixed = check_rerun(config, model)
     manifest_rows, already = count_rows(manifest, done, config.run.shard)
+    start_report(writer, config, model, RunSummary(mixed=mixed))  # settings before any row
     if on_start is not None:
         on_start(manifest_rows, already)
     if not ray.is_initialized():
@@ -145,7 +169,7 @@ def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[st
         settle(config.output)
     summary.wall_s = time.monotonic() - started
     summary.skipped_done, summary.manifest_rows, summary.mixed = already, manifest_rows, mixed
-    report = save_report(writer, config, build_report(config, model, summary))
+    report = save_report(writer, build_report(config, model, summary))
     _write_stats(writer, config, dataset)
     return report
 

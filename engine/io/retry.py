@@ -25,6 +25,8 @@ from engine.io import storage
 from engine.io.idset import IdSet
 from engine.io.writer import PART_PREFIX, _atomic_write, part_columns, part_files, read_part
 
+SETTLE_MARKER = "settle"  # temporary names of rewritten parts (removed by a run of one shard)
+
 
 def ids_to_skip(output_dir: str, retry_all: bool) -> tuple[IdSet, int]:
     """Settle the folder, then the ids a run skips and how many error rows it retries.
@@ -104,7 +106,8 @@ def _rewrite_without(output_dir: str, part: str, rows: set[int]) -> None:
         tag = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         name = os.path.join(output_dir, f"{PART_PREFIX}{tag}-settled.parquet")
         kept = table.filter(pa.array(keep))
-        _atomic_write(name, lambda tmp: pq.write_table(kept, tmp, compression="zstd"))
+        _atomic_write(name, lambda tmp: pq.write_table(kept, tmp, compression="zstd"),
+                      SETTLE_MARKER)
     try:
         os.remove(part)
     except FileNotFoundError:  # a concurrent shard rewrote it first: keep its copy, not ours
@@ -121,5 +124,5 @@ def _rewrite_remote(output_dir: str, part: str, table: pa.Table, keep: np.ndarra
         stem = part.rsplit("/", 1)[-1][: -len(".parquet")]
         kept = table.filter(pa.array(keep))
         _atomic_write(storage.join(output_dir, f"{stem}-s.parquet"),
-                      lambda tmp: pq.write_table(kept, tmp, compression="zstd"))
+                      lambda tmp: pq.write_table(kept, tmp, compression="zstd"), SETTLE_MARKER)
     storage.delete(part)

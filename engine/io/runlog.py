@@ -6,9 +6,12 @@
 pyarrow, pandas and DuckDB skip names starting with `_` or `.`, but Hugging Face `datasets`
 skips only `.` (it reads a `_summary.json` as Parquet and fails), so the metadata lives under a
 `.` folder and the output folder loads unchanged in all of them (polars reads `OUT/*.parquet`).
-Every invocation adds its record and rewrites the summary from the parts; a rerun whose
-model or decoding options differ from those that wrote the folder's rows is refused (or, when
-allowed, recorded as mixed).
+Every invocation writes its record before its first row (`state` "running", with the model,
+its compute type and every option) and rewrites it at the end ("finished", "stopped" or
+"failed"), then rewrites the summary from the parts; so a run killed at any moment leaves its
+settings behind, and a rerun whose model, compute type, decoding, VAD or packing options differ
+from those that wrote the folder's rows is refused (or, when allowed, recorded as mixed). A
+killed run's record counts as a writer when parts carrying its tag exist (issue 27 item 2).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def latest_record(output_dir: str) -> dict[str, Any]:
 def settings(report: dict[str, Any]) -> dict[str, Any]:
     """What decides a row's text: the model's content hash and the decoding options."""
     options = report.get("options", {})
-    found = {"model_sha256_16": report.get("model", {}).get("sha256_16"),
+    model = report.get("model", {})
+    found = {"model_sha256_16": model.get("sha256_16"), "compute_type": model.get("compute_type"),
              "decode": options.get("decode"), "vad": options.get("vad"),
              "pack": options.get("batch", {}).get("pack")}
     return dict(json.loads(json.dumps(found)))  # as a record reads back: lists, not tuples
@@ -77,15 +81,25 @@ def read_records(output_dir: str) -> list[dict[str, Any]]:
     return records
 
 
-def _wrote_rows(record: dict[str, Any]) -> bool:
-    return bool(record.get("rows")) or bool(sum(record.get("counts", {}).values()))
+def _wrote_rows(record: dict[str, Any], part_names: set[str]) -> bool:
+    """Whether the run of `record` wrote rows: as it says, or (killed before it could say) as
+    the parts carrying its tag show."""
+    if record.get("rows") or sum(record.get("counts", {}).values()):
+        return True
+    tag = record.get("part_tag")
+    return bool(tag) and any(f"-{tag}-" in f"-{name}" for name in part_names)
+
+
+def _part_names(output_dir: str) -> set[str]:
+    return {path.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1] for path in part_files(output_dir)}
 
 
 def differences(output_dir: str, current: dict[str, Any]) -> list[str]:
     """How `current` settings differ from those of the runs that wrote the folder's rows."""
     found: list[str] = []
+    names = _part_names(output_dir)
     for record in read_records(output_dir):
-        if not _wrote_rows(record):
+        if not _wrote_rows(record, names):
             continue
         earlier = settings(record)
         for key, value in current.items():
@@ -128,7 +142,8 @@ def folder_summary(output_dir: str) -> dict[str, Any]:
         audio_s += sum(v or 0.0 for v in table.column("duration_s").to_pylist())
         speech_s += sum(v or 0.0 for v in table.column("speech_s").to_pylist())
     records = read_records(output_dir)
-    writers = [settings(r) for r in records if _wrote_rows(r)]
+    names = {path.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1] for path in parts}
+    writers = [settings(r) for r in records if _wrote_rows(r, names)]
     distinct = {json.dumps(s, sort_keys=True) for s in writers}
     return {
         "rows": sum(counts.values()),
@@ -143,11 +158,22 @@ def folder_summary(output_dir: str) -> dict[str, Any]:
     }
 
 
-def write_metadata(writer: PartWriter, shard: tuple[int, int],
-                   report: dict[str, Any]) -> dict[str, Any]:
-    """Add this invocation's record, then rewrite the folder's summary; returns the summary."""
+def start_record(writer: PartWriter, report: dict[str, Any]) -> None:
+    """Write this invocation's record before its first row (`state` "running", the part tag)."""
     _adopt_legacy(writer.output_dir)
-    writer.write_json(record_name(shard), report)
+    if writer.record_name is None:
+        writer.record_name = record_name(writer.shard)
+    writer.write_json(writer.record_name, {**report, "state": "running", "part_tag": writer.tag})
+
+
+def write_metadata(writer: PartWriter, report: dict[str, Any],
+                   state: str = "finished") -> dict[str, Any]:
+    """Rewrite this invocation's record (`state`), then the folder's summary; returns the
+    summary."""
+    _adopt_legacy(writer.output_dir)
+    if writer.record_name is None:
+        writer.record_name = record_name(writer.shard)
+    writer.write_json(writer.record_name, {**report, "state": state, "part_tag": writer.tag})
     summary = folder_summary(writer.output_dir)
     writer.write_json(SUMMARY_NAME, summary)
     return summary

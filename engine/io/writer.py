@@ -1,14 +1,20 @@
 """Output: Parquet parts written whole under a temporary name, then renamed into place.
 
 A part is committed every `rows_per_part` rows or `part_seconds` seconds, so a crash loses at most
-the rows of the part being filled; a rerun reads the ids of committed parts and skips them. Leftover
-temporary files of a killed run are removed on start.
+the rows of the part being filled; a rerun reads the ids of committed parts and skips them.
+Temporary names carry the writer's shard (`.part-....parquet.s0of2.<pid>.tmp`): a run that holds
+its shard's lock (`engine.io.lock`) removes a killed run's leftovers of that shard on start.
+A write the folder refuses (full, read-only, a file-size limit) is one `OutputError`; the parts
+committed before it stay.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -47,6 +53,7 @@ BASE_FIELDS = [
 ]
 PART_PREFIX = "part-"
 TMP_SUFFIX = ".tmp"
+UPLOAD_PREFIX = ".batchscribe-upload-"  # in the system's temporary folder, with the writer's pid
 STALE_TMP_S = 600  # a temporary file this old belongs to a dead run, not a live shard
 
 
@@ -122,26 +129,43 @@ class PartWriter:
     """Buffers rows and commits them as whole Parquet parts."""
 
     def __init__(self, output_dir: str, schema: pa.Schema, rows_per_part: int = 1000,
-                 part_seconds: float = 60.0) -> None:
-        _check_output_dir(output_dir)  # created on the first write: a failed start leaves none
+                 part_seconds: float = 60.0, shard: tuple[int, int] = (0, 1)) -> None:
+        _check_output_dir(output_dir)
         self.output_dir = output_dir
         self.schema = schema
+        self.shard = shard
+        self.record_name: str | None = None  # this run's record, once started (`runlog`)
+        self.broken: OutputError | None = None  # set when the folder refused a part
         self._rows_per_part = rows_per_part
         self._part_seconds = part_seconds
         self._rows: list[dict[str, Any]] = []
         self._opened = time.monotonic()
         self._run_tag = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self._parts_written = 0
-        self._remove_stale_temporaries()
 
-    def _remove_stale_temporaries(self) -> None:
-        if not os.path.isdir(self.output_dir):
+    @property
+    def tag(self) -> str:
+        """What this run's part names carry (`part-<tag>-00000.parquet`)."""
+        return self._run_tag
+
+    def remove_temporaries(self) -> None:
+        """Remove leftovers of killed runs: this shard's temporary files (call it holding the
+        shard's lock: no live run writes them), and any older than `STALE_TMP_S`."""
+        if storage.is_uri(self.output_dir):
             return
+        mine = f".{_marker(self.shard)}."
         now = time.time()
-        for name in os.listdir(self.output_dir):
-            path = os.path.join(self.output_dir, name)
-            if name.endswith(TMP_SUFFIX) and now - os.path.getmtime(path) > STALE_TMP_S:
-                os.remove(path)
+        for folder in (self.output_dir, *(os.path.join(self.output_dir, d)
+                                          for d in (".batchscribe", ".batchscribe/runs"))):
+            if not os.path.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if not name.endswith(TMP_SUFFIX) or not os.path.isfile(path):
+                    continue
+                if mine in name or self.shard[1] == 1 or \
+                        now - os.path.getmtime(path) > STALE_TMP_S:
+                    os.remove(path)
 
     def done_ids(self) -> IdSet:
         """Ids already committed by earlier runs into this folder."""
@@ -154,22 +178,59 @@ class PartWriter:
             self.commit()
 
     def commit(self) -> None:
-        """Write the buffered rows as one part, atomically."""
-        if self._rows:
+        """Write the buffered rows as one part, atomically; nothing once the folder refused one.
+
+        Raises:
+            OutputError: the folder refused the part (full, read-only...); its rows are lost,
+                the parts committed before stay.
+        """
+        if self._rows and self.broken is None:
             table = pa.Table.from_pylist(self._rows, schema=self.schema)
             name = f"{PART_PREFIX}{self._run_tag}-{self._parts_written:05d}.parquet"
             _make_dirs(self.output_dir)
-            _atomic_write(os.path.join(self.output_dir, name),
-                          lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+            try:
+                self._write(name, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+            except OutputError as e:
+                self.broken = e
+                raise
             self._parts_written += 1
             self._rows = []
         self._opened = time.monotonic()
 
     def write_json(self, name: str, payload: dict[str, Any]) -> None:
+        """Write a small JSON file (run record, summary) whole.
+
+        Raises:
+            OutputError: the folder refused it.
+        """
         text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
         _make_dirs(os.path.dirname(os.path.join(self.output_dir, name)))
-        _atomic_write(os.path.join(self.output_dir, name),
-                      lambda tmp: _write_text(tmp, text))
+        self._write(name, lambda tmp: _write_text(tmp, text))
+
+    def _write(self, name: str, write: Any) -> None:
+        path = os.path.join(self.output_dir, name)
+        try:
+            _atomic_write(path, write, _marker(self.shard))
+        except OSError as e:
+            raise OutputError(_refused(self.output_dir, name, e)) from e
+
+
+def _marker(shard: tuple[int, int]) -> str:
+    return f"s{shard[0]}of{shard[1]}"
+
+
+def _refused(output_dir: str, name: str, error: OSError) -> str:
+    number = error.errno
+    if number is None:  # pyarrow's OSError says it only in its text: "[Errno 28] No space..."
+        found = re.search(r"\[Errno (\d+)\]", str(error))
+        number = int(found.group(1)) if found else None
+    code = errno.errorcode.get(number or 0, "unknown")
+    reason = error.strerror or (os.strerror(number) if number else str(error).splitlines()[0])
+    hint = {"ENOSPC": "free some space", "EDQUOT": "free some space",
+            "EFBIG": "raise the file-size limit", "EROFS": "make it writable",
+            "EACCES": "make it writable"}.get(code, "check the folder")
+    return (f"cannot write {os.path.basename(name)} to {storage.redact(output_dir)}: {reason} "
+            f"({code}); {hint}, then rerun to go on (the rows committed so far are kept)")
 
 
 def _check_output_dir(output_dir: str) -> None:
@@ -200,22 +261,27 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def _atomic_write(path: str, write: Any) -> None:
+def _atomic_write(path: str, write: Any, marker: str) -> None:
     if storage.is_uri(path):
         _put_whole(path, write)
         return
     folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}{TMP_SUFFIX}")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = os.path.join(folder, f".{name}.{marker}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)  # a full disk's half-written file goes too
+        raise
 
 
 def _put_whole(location: str, write: Any) -> None:
     """Object stores have no rename: the file is written locally, then sent in one PUT under
     its final name, so the store holds all of it or none of it, whenever the run is killed."""
-    handle, tmp = tempfile.mkstemp(prefix=".batchscribe-", suffix=TMP_SUFFIX)
+    handle, tmp = tempfile.mkstemp(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-", suffix=TMP_SUFFIX)
     os.close(handle)
     try:
         write(tmp)

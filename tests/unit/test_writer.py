@@ -34,13 +34,20 @@ def test_uncommitted_rows_leave_no_file(tmp_path) -> None:
     assert part_files(out) == [] and not os.path.exists(out)  # created on the first part
 
 
-def test_stale_temporaries_of_a_dead_run_are_removed(tmp_path) -> None:
+def test_a_shards_leftovers_are_removed_by_its_next_run_and_other_shards_fresh_ones_kept(
+        tmp_path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    stale, fresh = out / ".part-x.parquet.1.tmp", out / ".part-y.parquet.2.tmp"
-    stale.write_bytes(b"half")
-    fresh.write_bytes(b"half")
+    (out / ".batchscribe" / "runs").mkdir(parents=True)
+    mine = out / ".part-x.parquet.s0of2.11.tmp"  # 4 bytes, as a kill during a part write leaves
+    record = out / ".batchscribe" / "runs" / ".r.json.s0of2.11.tmp"
+    other = out / ".part-y.parquet.s1of2.12.tmp"
+    stale = out / ".part-z.parquet.s1of2.13.tmp"
+    for path in (mine, record, other, stale):
+        path.write_bytes(b"half")
     old = time.time() - 3600
     os.utime(stale, (old, old))
-    PartWriter(str(out), output_schema([]))
-    assert not stale.exists() and fresh.exists()  # a fresh one may be a live shard's
+    PartWriter(str(out), output_schema([]), shard=(0, 2)).remove_temporaries()
+    assert not mine.exists() and not record.exists() and not stale.exists()
+    assert other.exists()  # a fresh one of another shard may be a live run's
+    PartWriter(str(out), output_schema([])).remove_temporaries()  # one shard: no other writer
+    assert not other.exists()
