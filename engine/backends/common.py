@@ -15,6 +15,11 @@ from engine.io.manifest import Manifest, in_shard, open_manifest
 from engine.io.writer import PartWriter, output_schema
 from engine.types import ItemError, Outcome
 
+# A row whose decode heard under this share of a file this long is counted in the report: speech
+# that VAD missed is otherwise invisible (the row says ok, its text reads well)
+LITTLE_SPEECH_FILE_S = 60.0
+LITTLE_SPEECH_SHARE = 0.5
+
 
 @dataclass
 class RunSummary:
@@ -23,6 +28,7 @@ class RunSummary:
     counts: Counter[str] = field(default_factory=Counter)
     audio_s: float = 0.0
     speech_s: float = 0.0
+    little_speech: int = 0  # long files of which VAD kept under half (issue 24)
     wall_s: float = 0.0
     skipped_done: int = 0
     manifest_rows: int = 0
@@ -37,6 +43,9 @@ class RunSummary:
         self.counts[outcome.status] += 1
         self.audio_s += outcome.duration_s
         self.speech_s += outcome.speech_s
+        if (outcome.duration_s >= LITTLE_SPEECH_FILE_S
+                and outcome.speech_s < LITTLE_SPEECH_SHARE * outcome.duration_s):
+            self.little_speech += 1
 
     @property
     def rows(self) -> int:
@@ -135,6 +144,7 @@ def build_report(config: TranscribeConfig, model: dict[str, Any],
         "mixed_settings": summary.mixed,
         "audio_hours": round(summary.audio_s / 3600, 4),
         "speech_hours": round(summary.speech_s / 3600, 4),
+        "little_speech_rows": summary.little_speech,
         "wall_s": round(summary.wall_s, 3),
         "audio_s_per_s": round(summary.audio_s / summary.wall_s, 2) if summary.wall_s else 0.0,
         "stopped": summary.stopped,
