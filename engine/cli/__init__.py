@@ -103,6 +103,23 @@ def _check_job_manifest(manifest: str, job_file: str) -> None:
                       f"file is taken from the current folder ({os.getcwd()}){hint}")
 
 
+def _with_named_model(config: TranscribeConfig) -> TranscribeConfig:
+    """`--model base`: the folder of a named model (engine.named_models), assembled and
+    checked; any other value is left to the model loader."""
+    from dataclasses import replace
+
+    from engine.named_models import NAMED_MODELS, named_model_path
+
+    name = config.model.path
+    if name not in NAMED_MODELS or os.path.exists(name):
+        return config
+    try:
+        path = named_model_path(name)
+    except EngineError as e:
+        raise failure(str(e)) from e
+    return replace(config, model=replace(config.model, path=path))
+
+
 def _progress_mode(quiet: bool) -> Mode:
     return "off" if quiet else "bar" if sys.stderr.isatty() else "lines"
 
@@ -111,6 +128,7 @@ def _run_and_report(config: TranscribeConfig, as_json: bool, mode: Mode,
                     every_s: float) -> None:
     from engine.io.storage import redact
 
+    config = _with_named_model(config)
     report = _run_transcription(config, Progress(mode, every_s))
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
