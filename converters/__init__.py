@@ -32,8 +32,9 @@ def convert(source: str, output: str, quantization: str = "float16", force: bool
         import transformers  # noqa: F401
     except ImportError as e:
         raise ConversionError(
-            f"conversion needs {e.name}: install the CPU build of torch first "
-            "(pip install torch), then pip install 'batchscribe[convert]'") from e
+            f"conversion needs {e.name}: install the CPU build of torch first (pip install "
+            "torch --index-url https://download.pytorch.org/whl/cpu; a plain pip install torch "
+            "pulls about 3 GB of CUDA packages), then pip install 'batchscribe[convert]'") from e
     import converters.keras_hub  # noqa: F401  (registers the KerasHub Whisper converter)
     import converters.whisper  # noqa: F401  (registers the Whisper converter)
     from converters.keras_hub import keras_preset_type

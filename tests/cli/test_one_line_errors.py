@@ -22,7 +22,9 @@ def invoke(*args: str):
 def one_line_error(result) -> str:
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.output.strip().splitlines()
+    # progress lines ("batchscribe: loading the model ...") go to a log beside the error
+    lines = [line for line in result.output.strip().splitlines()
+             if not line.startswith("batchscribe: ")]
     assert len(lines) == 1, result.output
     return lines[0]
 
@@ -133,3 +135,13 @@ def test_a_model_that_fails_to_load_after_the_workers_started_writes_nothing(
                                  "-j", "2"))
     assert "cannot load the Whisper model" in line and str(broken) in line
     assert not out.exists()
+
+
+def test_convert_without_torch_names_the_cpu_build(tmp_path, monkeypatch) -> None:
+    # issue 28: the hint said `pip install torch`, which pulled 3.2 GB of CUDA packages
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if not installed: import fails
+    source = tmp_path / "checkpoint"
+    source.mkdir()
+    line = one_line_error(invoke("convert", str(source), str(tmp_path / "out")))
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in line
+    assert not (tmp_path / "out").exists()

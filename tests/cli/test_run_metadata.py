@@ -60,7 +60,7 @@ def test_resumed_run_counts_rows_already_done_in_its_final_line(resumed) -> None
 
 
 def test_progress_bar_starts_at_the_rows_already_done() -> None:
-    with Progress(enabled=True) as progress:
+    with Progress("bar") as progress:
         progress.start(30, 8)
         assert progress._bar.n == 8 and progress._bar.total == 30
 
