@@ -46,6 +46,8 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import load_corpus  # noqa: E402
 
+from engine.options import click_options  # noqa: E402
+
 SHAPES = {"distil-large-v3": 2, "large-v3-turbo": 4}  # decoder layers; 32 encoder layers each
 OPTIONS = ["--beam-size", "1", "--timestamps", "none", "--language", "en", "--batch-size", "16"]
 
@@ -103,52 +105,33 @@ def build(work: str, tokenizer: str) -> None:
         print(f"{name}: built and converted in {time.monotonic() - started:.0f} s", flush=True)
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--tokens-per-s", type=float, default=0.0, help="0: no cap.")
+@main.command()
+@click.argument("manifest")
+@click.option("-o", "--output", required=True)
+@click.option("--tokens-per-s", type=float, default=0.0,
+              help="Cap each window's generation at this many tokens per second of a 30 s "
+              "window (--max-new-tokens); 0: no cap.")
 @click.option("--stacks", default=None, help="Sample the threads' stacks into this file.")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def one(tokens_per_s: float, stacks: str | None, args: tuple[str, ...]) -> None:
-    """One `batchscribe transcribe` in this process, generate calls capped."""
+@click_options
+def one(manifest: str, output: str, tokens_per_s: float, stacks: str | None,
+        **options: Any) -> None:
+    """One transcription in this process, through the public API: fallback off (random
+    weights' text always looks wrong), each window's new tokens capped; prints the report."""
     from contextlib import nullcontext
+    from dataclasses import replace
 
     from stacks import StackSampler
 
-    from engine.cli import cli
-    from engine.decode import runner
+    from engine import transcribe
+    from engine.options import from_cli
 
-    if tokens_per_s > 0:
-        _cap(runner, tokens_per_s)
+    config = from_cli(manifest, output, options)
+    cap = max(1, math.ceil(tokens_per_s * 30)) if tokens_per_s > 0 else None
+    config = replace(config, decode=replace(config.decode, temperatures=(0.0,),
+                                            max_new_tokens=cap))
     with StackSampler(stacks) if stacks else nullcontext():
-        cli(["transcribe", *args], standalone_mode=False)
-
-
-def _cap(runner: Any, tokens_per_s: float) -> None:
-    local = threading.local()
-    generate, init = runner.ModelRunner._generate, runner.ModelRunner.__init__
-
-    def capped_generate(self: Any, requests: Any, encoded: Any, temperature: float) -> Any:
-        local.cap = max(len(r.prompt_tokens) for r in requests) + max(
-            1, math.ceil(tokens_per_s * max(r.chunk.duration_s for r in requests)))
-        return generate(self, requests, encoded, temperature)
-
-    class Capped:
-        def __init__(self, model: Any) -> None:
-            self.model = model
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.model, name)
-
-        def generate(self, *args: Any, **kwargs: Any) -> Any:
-            kwargs["max_length"] = min(kwargs["max_length"], local.cap)
-            return self.model.generate(*args, **kwargs)
-
-    def capped_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self.model = Capped(self.model)
-
-    runner.ModelRunner._generate = capped_generate
-    runner.ModelRunner.__init__ = capped_init
-    runner.ModelRunner.needs_fallback = lambda self, d: False
+        report = transcribe(config)
+    print(json.dumps(report, default=str))
 
 
 def _manifest(corpus: str, repeat: int, work: str) -> tuple[str, float]:
@@ -189,7 +172,7 @@ def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, 
             sampled = (["--stacks", os.path.join(out, f"stacks-{os.path.basename(folder)}.txt")]
                        if stacks else [])
             cmd = [sys.executable, os.path.abspath(__file__), "one", "--tokens-per-s",
-                   str(tokens_per_s), *sampled, manifest, "-o", folder, "-q", "--json",
+                   str(tokens_per_s), *sampled, manifest, "-o", folder,
                    "--device", "cuda", "--model", model, "--encoder", encoder, flag, *OPTIONS,
                    *extra.split()]
             with Sampler() as gpu:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +17,8 @@ ErrorKind = Literal["permanent", "transient"]
 FRAMES_PER_S = 100  # log-mel frames per second of audio
 WINDOW_FRAMES = 30 * FRAMES_PER_S  # the encoder's input: 30 s of log-mel frames
 RESUME_SLACK_S = 0.5  # a packed decode stopping this close to a member's end has finished it
+DECODER_TOKENS = 448  # Whisper's decoder context: prompt and generated tokens together
+PROMPT_TOKENS = DECODER_TOKENS // 2 - 1  # previous text in a prompt (faster-whisper: 223)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,35 +223,88 @@ class PreparedItem:
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkRequest:
-    """One window to decode (a chunk, or packed chunks), with the prompt settings of its items."""
+class Prompt:
+    """What the decoder is told before a window: the text before it, its language and task, and
+    whether it decodes with timestamp tokens. Turned into tokens in one place only (the model
+    adapter's `Vocabulary.tokens`); `previous` holds at most PROMPT_TOKENS text tokens."""
 
-    chunk: Chunk | PackedChunk
     language: str
     task: str
-    prompt_tokens: tuple[int, ...]  # prompt (previous text, language, task) for the decoder
+    previous: tuple[int, ...] = ()  # text tokens before the window (none: no previous text)
+    trimmable: int = 0  # of `previous`, how many (oldest first) batching may drop
+    timestamps: bool = False  # decode with timestamp tokens
+
+    @classmethod
+    def after(cls, language: str, task: str, previous: tuple[int, ...],
+              timestamps: bool) -> Prompt:
+        """Prompted with the text so far: its newest PROMPT_TOKENS tokens, all trimmable."""
+        kept = previous[-PROMPT_TOKENS:] if previous else ()
+        return cls(language, task, kept, len(kept), timestamps)
+
+    @classmethod
+    def initial(cls, language: str, task: str, text: tuple[int, ...],
+                timestamps: bool) -> Prompt:
+        """Prompted with an initial prompt's tokens: its first PROMPT_TOKENS, never trimmed."""
+        return cls(language, task, text[:PROMPT_TOKENS], 0, timestamps)
+
+    @property
+    def sot_position(self) -> tuple[int, bool]:
+        """Prompts that one model call can take together (CTranslate2 needs the start of
+        transcript at one position): the same length once trimmable tokens are dropped, and
+        either all or none with trimmable previous text."""
+        before = 1 + len(self.previous) if self.previous else 0
+        return before - self.trimmable + (not self.timestamps), self.trimmable > 0
+
+    def trimmed(self, keep: int) -> Prompt:
+        """This prompt with only the newest `keep` of its trimmable previous-text tokens."""
+        drop = self.trimmable - keep
+        if drop <= 0:
+            return self
+        return replace(self, previous=self.previous[drop:], trimmable=keep)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRequest:
+    """One window to decode (a chunk, or packed chunks), with its prompt."""
+
+    chunk: Chunk | PackedChunk
+    prompt: Prompt
     packable: bool = False  # the item's only chunk, which may share a window with others
-    trimmable: int = 0  # previous-text tokens after sot_prev that batching may drop, oldest first
+
+    @property
+    def language(self) -> str:
+        return self.prompt.language
+
+    @property
+    def task(self) -> str:
+        return self.prompt.task
 
     def loaded(self) -> ChunkRequest:
         """This request with its chunk's features in memory (`Chunk.loaded`)."""
         if isinstance(self.chunk, Chunk) and self.chunk.spilled is not None:
-            return ChunkRequest(self.chunk.loaded(), self.language, self.task,
-                                self.prompt_tokens, self.packable, self.trimmable)
+            return ChunkRequest(self.chunk.loaded(), self.prompt, self.packable)
         return self
 
     def trimmed(self, keep: int) -> ChunkRequest:
         """This request with only the last `keep` of its trimmable previous-text tokens."""
-        drop = self.trimmable - keep
-        if drop <= 0:
-            return self
-        tokens = self.prompt_tokens[:1] + self.prompt_tokens[1 + drop:]
-        return ChunkRequest(self.chunk, self.language, self.task, tokens, self.packable, keep)
+        prompt = self.prompt.trimmed(keep)
+        return self if prompt is self.prompt else replace(self, prompt=prompt)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One word with its text tokens and times in the decoded view's time (seconds)."""
+
+    text: str  # with its leading space, as the tokenizer writes it
+    tokens: tuple[int, ...]
+    start_s: float
+    end_s: float
+    probability: float
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """The model's raw answer for one request."""
+    """The model's raw answer for one request, with its words once aligned."""
 
     request: ChunkRequest
     tokens: tuple[int, ...]
@@ -261,6 +316,8 @@ class Decoded:
     # and word alignment need no second encoder pass: a numpy array on the host, or a tensor on
     # the GPU with the torch encoder (engine/decode/torch_encoder.py)
     encoded: Any = field(compare=False, repr=False)
+    # word timings of its text (cross-attention alignment), in its view's time; None: not aligned
+    words: tuple[Word, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,22 @@ from __future__ import annotations
 import bisect
 import itertools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.config import DecodeConfig
 from engine.decode.words import Word, cut_segments
-from engine.types import Chunk, Decoded, ItemResult, PreparedItem, Segment, TimedWord
+from engine.types import (
+    Chunk,
+    ChunkResult,
+    Decoded,
+    ItemResult,
+    PreparedItem,
+    Route,
+    Segment,
+    TimedWord,
+)
 
 TIME_PRECISION_S = 0.02  # seconds per timestamp token
 
@@ -110,6 +120,23 @@ def is_silence(decoded: Decoded, no_speech_threshold: float | None,
     if no_speech_threshold is None or decoded.no_speech_prob <= no_speech_threshold:
         return False
     return log_prob_threshold is None or decoded.avg_logprob < log_prob_threshold
+
+
+def chunk_result(run: list[Decoded], route: Route, config: DecodeConfig,
+                 tokenizer: Callable[[str, str], Any]) -> ChunkResult:
+    """A plain chunk's result from its decodes (the first, then its continuations): their
+    segments, none from decodes judged silent; words where aligned (`Decoded.words`)."""
+    chunk = run[0].request.chunk
+    if not isinstance(chunk, Chunk):
+        raise TypeError("chunk_result: the run is of a packed window")
+    segments = [s for d in run if not is_silence(d, config.no_speech_threshold,
+                                                 config.log_prob_threshold)
+                for s in to_segments(
+                    d, tokenizer(d.request.language, d.request.task),
+                    None if d.words is None else list(d.words),
+                    cut_by_words=config.timestamps == "aligned",
+                    keep_words=config.word_timestamps)]
+    return ChunkResult(chunk, tuple(segments), route, max(d.temperature for d in run))
 
 
 @dataclass

@@ -5,9 +5,9 @@ end at similar times) and cut into batches; while a model replica has nothing to
 is cut at once instead of waiting for the window to fill (a file's next chunk under
 `condition_on_previous_text` is only asked for once its previous chunk is back). CTranslate2
 needs the start-of-transcript token at the same position in every prompt of a batch, so chunks
-are grouped by prompt length first; previous-text prompts are sorted by their length and trimmed
-to the shortest of their batch. With packing on, the short files in the window are first laid
-into shared windows (`packing`).
+are grouped by prompt length first (`Prompt.sot_position`); previous-text prompts are sorted by
+their length and trimmed to the shortest of their batch. With packing on, the short files in the
+window are first laid into shared windows (`packing`).
 """
 
 from __future__ import annotations
@@ -19,24 +19,20 @@ from engine.decode.packing import pack
 from engine.types import ChunkRequest
 
 
-def _sot_position(request: ChunkRequest) -> tuple[int, bool]:
-    """Requests that may share a batch: the same prompt length, or (previous-text prompts,
-    `ChunkRequest.trimmable`) the same length once trimmed to the batch's shortest."""
-    return len(request.prompt_tokens) - request.trimmable, request.trimmable > 0
-
-
 def _same_prompt_length(batch: list[ChunkRequest]) -> list[ChunkRequest]:
-    keep = min(request.trimmable for request in batch)
+    keep = min(request.prompt.trimmable for request in batch)
     return [request.trimmed(keep) for request in batch]
 
 
-def same_start_groups(requests: list[ChunkRequest]) -> list[list[ChunkRequest]]:
-    """Requests split into groups that one model call can take (`_sot_position`), previous-text
-    prompts trimmed to the shortest of their group."""
-    groups: dict[tuple[int, bool], list[ChunkRequest]] = defaultdict(list)
-    for request in requests:
-        groups[_sot_position(request)].append(request)
-    return [_same_prompt_length(group) for group in groups.values()]
+def same_start_groups(requests: list[ChunkRequest]) -> list[list[tuple[int, ChunkRequest]]]:
+    """Requests split into groups that one model call can take (`Prompt.sot_position`), each
+    request with its index in `requests`; previous-text prompts trimmed to the shortest of
+    their group."""
+    groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
+    for i, request in enumerate(requests):
+        groups[request.prompt.sot_position].append(i)
+    return [list(zip(group, _same_prompt_length([requests[i] for i in group]), strict=True))
+            for group in groups.values()]
 
 
 class Batcher:
@@ -75,11 +71,11 @@ class Batcher:
             waiting = pack(waiting, self._config.pack_gap_s, self._config.pack_fill_s)
         groups: dict[tuple[int, bool], list[ChunkRequest]] = defaultdict(list)
         for request in waiting:
-            groups[_sot_position(request)].append(request)
+            groups[request.prompt.sot_position].append(request)
         size = self._size
         batches, left = [], []
         for group in groups.values():  # the longest prompts, then the longest chunks, first
-            group.sort(key=lambda r: (r.trimmable, r.chunk.duration_s), reverse=True)
+            group.sort(key=lambda r: (r.prompt.trimmable, r.chunk.duration_s), reverse=True)
             full = len(group) - len(group) % size if keep_partial else len(group)
             batches += [group[i: i + size] for i in range(0, full, size)]
             left += group[full:]

@@ -14,15 +14,11 @@ follow (faster-whisper's `prompt_reset_on_temperature`), so a hallucination cann
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from engine.types import ChunkRequest, ChunkResult, PreparedItem
+from engine.config import DecodeConfig
+from engine.decode.vocabulary import Vocabulary
+from engine.types import PROMPT_TOKENS, ChunkRequest, ChunkResult, PreparedItem, Prompt
 
-if TYPE_CHECKING:
-    from engine.config import DecodeConfig
-    from engine.decode.runner import ModelRunner
-
-PROMPT_TOKENS = 223  # faster-whisper: the last max_length // 2 - 1 tokens of the previous text
 STREAM_CHUNKS = 10  # chunks decoded one after the other; a longer file runs several streams
 
 
@@ -38,9 +34,10 @@ class _File:
 class PreviousText:
     """Hands out each file's chunks one at a time, each prompted with the file's text so far."""
 
-    def __init__(self, runner: ModelRunner, decode: DecodeConfig) -> None:
-        self._runner = runner
+    def __init__(self, vocabulary: Vocabulary, decode: DecodeConfig) -> None:
+        self._vocabulary = vocabulary
         self._decode = decode
+        self._timestamps = decode.timestamps == "tokens"
         self._files: dict[str, _File] = {}
 
     def first(self, prepared: PreparedItem, language: str, task: str,
@@ -51,10 +48,11 @@ class PreviousText:
         starts = range(0, len(chunks), STREAM_CHUNKS)
         longer = [start for start in starts if not _ends_stream(start, len(chunks))]
         if longer:  # streams of one chunk wait for nothing
-            initial = self._encode(language, task, prompt)
+            initial = self._encode(prompt)
             self._files[prepared.item.item_id] = _File(
                 prepared, language, task, {start: list(initial) for start in longer}, len(longer))
-        return [self._runner.request(chunks[start], language, task, prompt) for start in starts]
+        first = self._vocabulary.initial_prompt(language, task, prompt, self._timestamps)
+        return [ChunkRequest(chunks[start], first) for start in starts]
 
     def follow(self, result: ChunkResult) -> ChunkRequest | None:
         """The request for the chunk after `result`'s in its stream, prompted with the stream's
@@ -70,14 +68,14 @@ class PreviousText:
             previous = []  # this chunk's text and all before it (the initial prompt too)
         else:
             text = " ".join(s.text for s in result.segments)
-            previous = (previous + self._encode(file.language, file.task, text))[-PROMPT_TOKENS:]
+            previous = (previous + self._encode(text))[-PROMPT_TOKENS:]
         file.previous[stream] = previous
         if _ends_stream(next_index, len(file.prepared.chunks)):
             file.waiting -= 1  # the stream's last chunk is asked for
             if not file.waiting:
                 del self._files[result.chunk.item_id]
-        return self._runner.request(file.prepared.chunks[next_index], file.language, file.task,
-                                    None, previous=tuple(previous))
+        return ChunkRequest(file.prepared.chunks[next_index], Prompt.after(
+            file.language, file.task, tuple(previous), self._timestamps))
 
     def _resets(self, result: ChunkResult) -> bool:
         """Whether `result`'s chunk drops the prompt: it needed a fallback above
@@ -92,11 +90,8 @@ class PreviousText:
                    or (most_silent is not None and s.no_speech_prob > most_silent)
                    for s in result.segments)
 
-    def _encode(self, language: str, task: str, text: str | None) -> list[int]:
-        if not text:
-            return []
-        tokenizer = self._runner.tokenizer(language, task)
-        return list(tokenizer.encode(" " + text.strip()))
+    def _encode(self, text: str | None) -> list[int]:
+        return list(self._vocabulary.encode(text)) if text else []
 
 
 def _ends_stream(index: int, chunks: int) -> bool:

@@ -13,10 +13,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from engine.config import DecodeConfig
 from engine.decode.assemble import TIME_PRECISION_S
+from engine.decode.fallback import is_silent, too_repetitive
 from engine.decode.words import MAX_WORD_S, SENTENCE_ENDS, Word
-from engine.types import Decoded, SpeechSpan
+from engine.types import Chunk, ChunkRequest, Decoded, PackedChunk, Prompt, SpeechSpan
 
+MAX_CONTINUATIONS = 3  # decodes of one chunk after its first
+MIN_TAIL_S = 1.0  # speech left after the model's last timestamp that is worth decoding again
 MIN_LEFT_OUT_S = 0.8  # voiced speech left out that is worth decoding again
 MIN_GAIN_S = 0.4  # voiced speech a continuation must cover beyond the words it replaces...
 MIN_GAIN_WORDS = 2  # ...and words it must add to them
@@ -102,33 +106,120 @@ def _before_misplaced_word(words: list[Word], time_s: float) -> float:
     return time_s
 
 
-def cut_before(decoded: Decoded, from_s: float, words: list[Word], tokenizer: Any,
-               close_segment: bool) -> tuple[Decoded, list[Word]]:
-    """`decoded` cut to its words that start before `from_s`, and those words. With timestamp
+def cut_before(decoded: Decoded, from_s: float, tokenizer: Any,
+               close_segment: bool) -> Decoded:
+    """`decoded` cut to its words that start before `from_s`, with those words. With timestamp
     tokens (`close_segment`), an open last segment is closed at `from_s`."""
-    kept = [w for w in words if w.start_s < from_s]
+    words = decoded.words or ()
+    kept = tuple(w for w in words if w.start_s < from_s)
     if len(kept) == len(words):
-        return decoded, words
+        return decoded
     tokens = list(decoded.tokens[:_text_end(decoded.tokens, kept, tokenizer.eot)])
     if close_segment and (not tokens or tokens[-1] < tokenizer.timestamp_begin):
         tokens.append(tokenizer.timestamp_begin + int(round(from_s / TIME_PRECISION_S)))
-    return dataclasses.replace(decoded, tokens=tuple(tokens)), kept
+    return dataclasses.replace(decoded, tokens=tuple(tokens), words=kept)
 
 
-def without_repeated_start(decoded: Decoded, words: list[Word], before: list[Word],
-                           eot: int) -> tuple[Decoded, list[Word]]:
+def without_repeated_start(tail: Decoded, before: Sequence[Word], eot: int) -> Decoded:
     """A continuation without the words it begins with when they repeat the last words before
     it (up to MAX_REPEAT): a continuation that starts inside a slowly spoken word hears it
     again."""
+    words = tail.words or ()
     for count in range(min(MAX_REPEAT, len(words), len(before)), 0, -1):
         if [_plain(w) for w in words[:count]] == [_plain(w) for w in before[-count:]]:
-            end = _text_end(decoded.tokens, words[:count], eot)
-            tokens = tuple(t for t in decoded.tokens[:end] if t >= eot) + decoded.tokens[end:]
-            return dataclasses.replace(decoded, tokens=tokens), words[count:]
-    return decoded, words
+            end = _text_end(tail.tokens, words[:count], eot)
+            tokens = tuple(t for t in tail.tokens[:end] if t >= eot) + tail.tokens[end:]
+            return dataclasses.replace(tail, tokens=tokens, words=words[count:])
+    return tail
 
 
-def _text_end(tokens: tuple[int, ...], words: list[Word], eot: int) -> int:
+def unfinished_tail_s(d: Decoded, config: DecodeConfig, timestamp_begin: int) -> float | None:
+    """Where to decode again when the model stopped before the window's end (timestamp tokens).
+
+    Like Whisper's seek: a sequence that ends on a closed segment (two timestamps) with more
+    than MIN_TAIL_S of speech after it has left that speech out.
+    """
+    if config.timestamps != "tokens" or len(d.tokens) < 2:
+        return None
+    if not (d.tokens[-1] >= timestamp_begin and d.tokens[-2] >= timestamp_begin):
+        return None
+    last_s = float((d.tokens[-1] - timestamp_begin) * TIME_PRECISION_S)
+    if last_s <= 0 or d.request.chunk.duration_s - last_s < MIN_TAIL_S:
+        return None
+    return last_s
+
+
+def left_out(d: Decoded, config: DecodeConfig, tokenizer: Any) -> tuple[float, Decoded] | None:
+    """Where to decode `d`'s window again from when it left speech out, and `d` cut before that
+    point (`cut_before`). With VAD, that is voiced speech no aligned word covers (`left_out_s`);
+    without, a tail after the last word (aligned) or after the last closed segment (tokens)."""
+    chunk = d.request.chunk
+    from_s = None
+    if isinstance(chunk, Chunk) and d.words is not None:
+        words = list(d.words)
+        from_s = (unspoken_tail_s(words, chunk.duration_s, MIN_TAIL_S) if chunk.voiced is None
+                  else left_out_s(words, chunk.voiced, MIN_LEFT_OUT_S, MIN_TAIL_S))
+    elif config.timestamps == "tokens" and not is_silent(d, config):
+        from_s = unfinished_tail_s(d, config, tokenizer.timestamp_begin)
+    if from_s is None:
+        return None
+    if d.words is None:
+        return from_s, d
+    return from_s, cut_before(d, from_s, tokenizer, config.timestamps == "tokens")
+
+
+def wants_words(d: Decoded, config: DecodeConfig) -> bool:
+    """Whether finding left-out speech aligns `d`'s words: a spoken plain chunk, with voiced
+    speech known or segments cut by words."""
+    chunk = d.request.chunk
+    return (isinstance(chunk, Chunk) and d.words is None and not is_silent(d, config)
+            and (chunk.voiced is not None or config.timestamps == "aligned"))
+
+
+def continuation(said: Decoded, from_s: float, eot: int) -> ChunkRequest:
+    """The rest of `said`'s window after `from_s`, decoded with timestamp tokens (a decoder
+    made to place each segment in time skips less: seen where text-only decodes of one
+    window dropped 15 s of an atypical voice twice), prompted with the text before it (the
+    chunk's own prompt, then what `said` kept) as Whisper's sequential loop prompts its next
+    window.
+
+    A packed window goes on from the start of the member whose speech was left out
+    (`PackedChunk.tail`) with the window's own prompt: its members are whole files, so the
+    text before that point is other files' and never prompts it; `packing.split_window` gives
+    the members from there on the continuation's text, and one whose share still looks wrong
+    is decoded alone."""
+    request = said.request
+    if isinstance(request.chunk, PackedChunk):
+        return ChunkRequest(request.chunk.tail(from_s), request.prompt)
+    prompt = request.prompt
+    previous = prompt.previous + tuple(t for t in said.tokens if t < eot)
+    return ChunkRequest(request.chunk.tail(from_s),
+                        Prompt.after(prompt.language, prompt.task, previous, timestamps=True))
+
+
+def hears_more(uncut: Decoded, cut: Decoded, from_s: float, tail: Decoded,
+               config: DecodeConfig) -> bool:
+    """Whether a continuation from `from_s` covers at least MIN_GAIN_S more of the chunk's
+    voiced speech than the uncut decode's words did, with at least MIN_GAIN_WORDS more words
+    than it replaces (always, when VAD is off). Never when its best attempt is still too
+    repetitive: a continuation of a second of noise can loop ("Yeah." 40 times, seen at a
+    conditioned file's end), and the uncut decode is there to keep instead."""
+    if too_repetitive(tail, config):
+        return False
+    chunk, tail_chunk = uncut.request.chunk, tail.request.chunk
+    if not isinstance(chunk, Chunk) or not isinstance(tail_chunk, Chunk):
+        return True
+    if chunk.voiced is None or tail_chunk.voiced is None:
+        return True
+    if tail.words is None or uncut.words is None or cut.words is None:
+        return False
+    replaced = len(uncut.words) - len(cut.words)
+    return (len(tail.words) >= replaced + MIN_GAIN_WORDS
+            and uncovered_s(list(tail.words), tail_chunk.voiced)
+            <= uncovered_s(list(uncut.words), chunk.voiced, from_s) - MIN_GAIN_S)
+
+
+def _text_end(tokens: tuple[int, ...], words: Sequence[Word], eot: int) -> int:
     """Where the text of `words`, the first words of `tokens`, ends: the index of the next text
     token (timestamp tokens after those words stay before it)."""
     text_left = sum(len(w.tokens) for w in words)

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.config import DecodeConfig
 from engine.decode.assemble import compression_ratio, make_segment, split_segments
+from engine.decode.fallback import is_silent
 from engine.decode.words import Word
 from engine.types import (
     FRAMES_PER_S,
@@ -35,6 +37,7 @@ from engine.types import (
     DeviceMel,
     MelPiece,
     PackedChunk,
+    Prompt,
     Segment,
 )
 
@@ -47,22 +50,22 @@ SHARED_SPEECH_S = 0.5  # a segment over this much of two clips' speech holds wor
 def pack(requests: list[ChunkRequest], gap_s: float, fill_s: float) -> list[ChunkRequest]:
     """Packable requests laid into windows (first fit, longest first); others untouched.
 
-    Only requests with the same language, task and prompt share a window. A clip that fits no
-    window with another stays a request of its own.
+    Only requests with the same prompt (language, task, initial prompt) share a window. A clip
+    that fits no window with another stays a request of its own.
     """
-    groups: dict[tuple[str, str, tuple[int, ...]], list[Chunk]] = defaultdict(list)
+    groups: dict[Prompt, list[Chunk]] = defaultdict(list)
     out = []
     for request in requests:
         if request.packable and isinstance(request.chunk, Chunk):
-            groups[(request.language, request.task, request.prompt_tokens)].append(request.chunk)
+            groups[request.prompt].append(request.chunk)
         else:
             out.append(request)
-    for (language, task, prompt), chunks in groups.items():
+    for prompt, chunks in groups.items():
         for members in _first_fit(chunks, gap_s, fill_s):
             if len(members) == 1:
-                out.append(ChunkRequest(members[0], language, task, prompt, packable=True))
+                out.append(ChunkRequest(members[0], prompt, packable=True))
             else:
-                out.append(ChunkRequest(build_window(members, gap_s), language, task, prompt))
+                out.append(ChunkRequest(build_window(members, gap_s), prompt))
     return out
 
 
@@ -216,3 +219,19 @@ def share_is_suspect(segments: list[Segment], duration_s: float,
         return True
     limit = compression_ratio_threshold
     return limit is not None and compression_ratio(text) > limit
+
+
+def shares(run: list[Decoded], config: DecodeConfig, tokenizer: Any,
+           align: Callable[[Decoded], list[Word]]) -> list[list[Segment] | None]:
+    """Each member's segments from the decodes of a packed window, or None where the member
+    must be decoded alone: every member when a decode needed fallback or looks silent, else
+    those whose share looks wrong (`share_is_suspect`)."""
+    window = run[0].request.chunk
+    if not isinstance(window, PackedChunk):
+        raise TypeError("shares: the run is not of a packed window")
+    if any(d.temperature > config.temperatures[0] or is_silent(d, config) for d in run):
+        return [None] * len(window.members)
+    split = split_window(run, tokenizer, align)
+    return [None if share_is_suspect(share, member.duration_s,
+                                     config.compression_ratio_threshold) else share
+            for member, share in zip(window.members, split, strict=True)]

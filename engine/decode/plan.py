@@ -9,27 +9,16 @@ host: CTranslate2's load, torch's import and the encoder's weights).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from engine.config import ModelConfig
 from engine.decode.ct2_weights import encoder_shape
+from engine.decode.model import ModelPlan, cuda_device_count, torch_installed
 from engine.decode.models import resolve_model
 from engine.errors import ModelLoadError
 
+__all__ = ["AUTO_TORCH_WIDTH", "ModelPlan", "plan_model", "wants_torch_encoder"]
+
 AUTO_TORCH_WIDTH = 1024  # --encoder auto picks torch on CUDA for encoders this wide or wider
-
-
-@dataclass(frozen=True)
-class ModelPlan:
-    path: str
-    device: str  # "cpu" or "cuda"
-    compute_type: str
-    replicas: int  # per device
-    threads: int  # CTranslate2 intra-op threads per replica
-    width: int  # the encoder's d_model
-    n_mels: int
-    torch_encoder: bool
-    features_on_device: bool  # the workers ship samples, the torch encoder computes the log-mel
 
 
 def plan_model(model: ModelConfig) -> ModelPlan:
@@ -69,15 +58,13 @@ def wants_torch_encoder(model: ModelConfig, width: int, device: str) -> bool:
         return False
     if model.encoder == "auto":
         return (device == "cuda" and len(model.device_index) == 1 and width >= AUTO_TORCH_WIDTH
-                and _torch_has_cuda())
+                and torch_installed(cuda=True))
     if device == "cuda" and len(model.device_index) > 1:
         raise ModelLoadError("--encoder torch runs on one GPU per process; give one --gpu, or "
                              "use --encoder ctranslate2")
-    try:
-        import torch  # noqa: F401
-    except ImportError as e:
+    if not torch_installed():
         raise ModelLoadError("--encoder torch needs PyTorch: pip install 'batchscribe[gpu]', "
-                             "or use --encoder ctranslate2") from e
+                             "or use --encoder ctranslate2")
     return True
 
 
@@ -89,21 +76,9 @@ def _features_on_device(model: ModelConfig, torch_encoder: bool, device: str) ->
 def _effective_device(requested: str) -> str:
     if requested == "cpu":
         return requested
-    import ctranslate2
-
-    try:
-        gpus = ctranslate2.get_cuda_device_count()
-    except RuntimeError:  # no driver, or one too old for CTranslate2's CUDA runtime
-        gpus = 0
+    gpus = cuda_device_count()
     if requested == "cuda" and gpus == 0:
         raise ModelLoadError("device cuda was asked for, but no CUDA device found (no GPU, or "
                              "no working NVIDIA driver); run on the CPU (device cpu or auto)")
     return "cuda" if gpus > 0 else "cpu"
 
-
-def _torch_has_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())

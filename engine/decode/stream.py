@@ -52,18 +52,71 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
 
     With `condition_on_previous_text`, a file's chunks go to the batcher one at a time, each
     once the one before is back (`PreviousText`); other files' chunks fill the batches."""
-    batcher = Batcher(config.batch)
-    collector = Collector()
-    in_flight: deque[Future[list[ChunkResult]]] = deque()
-    max_in_flight = runner.concurrency + 1
-    timings = timings or Timings()
-    sequential = (PreviousText(runner, config.decode)
-                  if config.decode.condition_on_previous_text else None)
-    ready: list[ChunkRequest] = []  # files' next chunks, their previous chunk being back
+    flow = _Flow(runner, config, timings or Timings())
+    for p in with_languages(_timed_waits(prepared, flow.timings), runner, config):
+        if isinstance(p, ItemError):
+            yield p
+            continue
+        flow.timings.prepare_cpu_s += p.prepare_s
+        if not p.chunks:
+            yield finish(p, [])
+            continue
+        yield from flow.add(p)
+    yield from flow.finish()
 
-    def drain(batch: Future[list[ChunkResult]]) -> Iterator[ItemResult]:
+
+class _Flow:
+    """The batches in flight between the batcher and the model's replica threads."""
+
+    def __init__(self, runner: ModelRunner, config: TranscribeConfig, timings: Timings) -> None:
+        self.runner, self.config, self.timings = runner, config, timings
+        self.batcher = Batcher(config.batch)
+        self.collector = Collector()
+        self.in_flight: deque[Future[list[ChunkResult]]] = deque()
+        self.max_in_flight = runner.concurrency + 1
+        self.sequential = (PreviousText(runner.vocabulary, config.decode)
+                           if config.decode.condition_on_previous_text else None)
+        self.ready: list[ChunkRequest] = []  # files' next chunks, their previous chunk back
+
+    def add(self, p: PreparedItem) -> Iterator[ItemResult]:
+        """Queue a prepared item's first requests; yield the rows that finish meanwhile."""
+        self.collector.expect(p)
+        for batch in self.batcher.add(self._requests(p), self._idle()):
+            yield from self._submit(batch)
+        while self.in_flight and self.in_flight[0].done():
+            yield from self._drain(self.in_flight.popleft())
+        yield from self._pump()
+
+    def finish(self) -> Iterator[ItemResult]:
+        """The input is done: flush, and the next chunks that the results free."""
+        while True:
+            yield from self._pump()
+            for batch in self.batcher.flush():
+                yield from self._submit(batch)
+            if self.in_flight:
+                yield from self._drain(self.in_flight.popleft())
+            elif not self.ready:
+                break
+        self.timings.continuations = self.runner.continuations.tried
+        self.timings.continuations_kept = self.runner.continuations.kept
+
+    def _requests(self, p: PreparedItem) -> list[ChunkRequest]:
+        """A file's requests: every chunk, or the first of each stream when conditioned."""
+        decode = self.config.decode
+        task = p.item.task or decode.task
+        prompt = p.item.prompt or decode.initial_prompt
+        language = p.language or "en"
+        if self.sequential is not None and len(p.chunks) > 1:
+            return self.sequential.first(p, language, task, prompt)
+        first = self.runner.vocabulary.initial_prompt(
+            language, task, prompt, self.runner.decode.timestamps == "tokens")
+        packable = self.config.batch.pack and len(p.chunks) == 1
+        return [ChunkRequest(chunk, first, packable) for chunk in p.chunks]
+
+    def _drain(self, batch: Future[list[ChunkResult]]) -> Iterator[ItemResult]:
         started = time.monotonic()
         results = batch.result()
+        timings = self.timings
         timings.model_wait_s += time.monotonic() - started
         timings.batches += 1
         for result in results:
@@ -71,60 +124,26 @@ def decode_stream(prepared: Iterable[PreparedItem | ItemError], runner: ModelRun
             if result.route != "alone":
                 timings.packed_chunks += 1
                 timings.unpacked_chunks += result.route == "unpacked"
-            follow = sequential.follow(result) if sequential is not None else None
+            follow = self.sequential.follow(result) if self.sequential is not None else None
             if follow is not None:
-                ready.append(follow)
-            yield from collector.add(result.chunk, list(result.segments))
+                self.ready.append(follow)
+            yield from self.collector.add(result.chunk, list(result.segments))
 
-    def submit(batch: list[ChunkRequest]) -> Iterator[ItemResult]:
-        while len(in_flight) >= max_in_flight:  # backpressure: wait for the oldest batch
-            yield from drain(in_flight.popleft())
-        timings.packed_windows += sum(isinstance(r.chunk, PackedChunk) for r in batch)
-        in_flight.append(runner.submit([request.loaded() for request in batch]))
+    def _submit(self, batch: list[ChunkRequest]) -> Iterator[ItemResult]:
+        while len(self.in_flight) >= self.max_in_flight:  # backpressure: the oldest batch
+            yield from self._drain(self.in_flight.popleft())
+        self.timings.packed_windows += sum(isinstance(r.chunk, PackedChunk) for r in batch)
+        self.in_flight.append(self.runner.submit([request.loaded() for request in batch]))
 
-    def idle() -> int:  # replicas with no batch to decode
-        return runner.concurrency - sum(not batch.done() for batch in in_flight)
+    def _idle(self) -> int:  # replicas with no batch to decode
+        return self.runner.concurrency - sum(not batch.done() for batch in self.in_flight)
 
-    def pump() -> Iterator[ItemResult]:
-        while ready:
-            requests = ready[:]
-            ready.clear()
-            for batch in batcher.add(requests, idle()):
-                yield from submit(batch)
-
-    for p in with_languages(_timed_waits(prepared, timings), runner, config):
-        if isinstance(p, ItemError):
-            yield p
-            continue
-        timings.prepare_cpu_s += p.prepare_s
-        if not p.chunks:
-            yield finish(p, [])
-            continue
-        collector.expect(p)
-        task = p.item.task or config.decode.task
-        prompt = p.item.prompt or config.decode.initial_prompt
-        language = p.language or "en"
-        packable = config.batch.pack and len(p.chunks) == 1
-        if sequential is not None and len(p.chunks) > 1:
-            requests = sequential.first(p, language, task, prompt)
-        else:
-            requests = [runner.request(chunk, language, task, prompt, packable)
-                        for chunk in p.chunks]
-        for batch in batcher.add(requests, idle()):
-            yield from submit(batch)
-        while in_flight and in_flight[0].done():
-            yield from drain(in_flight.popleft())
-        yield from pump()
-    while True:  # the input is done: flush, and the next chunks that the results free
-        yield from pump()
-        for batch in batcher.flush():
-            yield from submit(batch)
-        if in_flight:
-            yield from drain(in_flight.popleft())
-        elif not ready:
-            break
-    timings.continuations = runner.continuations.tried
-    timings.continuations_kept = runner.continuations.kept
+    def _pump(self) -> Iterator[ItemResult]:
+        while self.ready:
+            requests = self.ready[:]
+            self.ready.clear()
+            for batch in self.batcher.add(requests, self._idle()):
+                yield from self._submit(batch)
 
 
 def _timed_waits(prepared: Iterable[PreparedItem | ItemError],

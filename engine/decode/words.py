@@ -9,10 +9,13 @@ MAX_SEGMENT_S. The same word timings fill the `words` column (`--word-timestamps
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from engine.types import Word
+
+__all__ = ["Word", "cut_segments", "from_alignment"]
 
 TOKENS_PER_S = 50  # encoder positions per second
 SENTENCE_ENDS = ".。!！?？"
@@ -21,17 +24,6 @@ APPENDED = "\"'.。,，!！?？:：”)]}、"  # ...and to the word before
 PAUSE_S = 1.0  # silence between two words that starts a new segment
 MAX_SEGMENT_S = 15.0  # a segment longer than this is cut before its next word
 MAX_WORD_S = 1.4  # longest plausible word after a pause (faster-whisper: 2x median, median <= 0.7)
-
-
-@dataclass(frozen=True, slots=True)
-class Word:
-    """One word with its text tokens and times in the decoded view's time (seconds)."""
-
-    text: str  # with its leading space, as the tokenizer writes it
-    tokens: tuple[int, ...]
-    start_s: float
-    end_s: float
-    probability: float
 
 
 def from_alignment(tokenizer: Any, text_tokens: list[int], alignments: Sequence[tuple[int, int]],

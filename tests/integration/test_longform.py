@@ -105,7 +105,7 @@ def test_conditioned_chunks_go_in_order_prompted_with_the_text_so_far(clips, mod
     original = runner.decode_batch
 
     def decode_batch(requests):
-        submitted.append([(r.chunk.item_id, r.chunk.index, r.prompt_tokens) for r in requests])
+        submitted.append([(r.chunk.item_id, r.chunk.index, r.prompt.previous) for r in requests])
         for r in requests:  # the chunk before has come back already
             assert r.chunk.index % stream == 0 or (r.chunk.item_id, r.chunk.index - 1) in done
         results = original(requests)
@@ -122,11 +122,10 @@ def test_conditioned_chunks_go_in_order_prompted_with_the_text_so_far(clips, mod
     chunks = [(i, k) for batch in submitted for i, k, _ in batch]
     assert len(chunks) == len(set(chunks)) >= 6 and max(k for _, k in chunks) >= min(stream, 2)
     assert any(len({i for i, _, _ in batch}) > 1 for batch in submitted)
-    sot_prev = runner.tokenizer().sot_prev
     text = {r.item.item_id: r.text for r in rows}
     for batch in submitted:
-        for item_id, index, prompt in batch:
-            assert (prompt[0] == sot_prev) == (index % stream > 0)
+        for item_id, index, previous in batch:
+            assert bool(previous) == (index % stream > 0)
             if index % stream > 0:  # the prompt's words come from the file's own text
-                said = runner.tokenizer().decode([t for t in prompt[1:] if t < sot_prev])
+                said = runner.vocabulary.decode(previous)
                 assert said.split()[-1] in text[item_id]

@@ -2,12 +2,13 @@ import numpy as np
 
 from engine.config import BatchConfig
 from engine.decode.batching import Batcher
-from engine.types import Chunk, ChunkRequest, SpeechSpan
+from engine.types import Chunk, ChunkRequest, Prompt, SpeechSpan
 
 
-def request(item: str, seconds: float, prompt_len: int = 1) -> ChunkRequest:
+def request(item: str, seconds: float, prompt_len: int = 0) -> ChunkRequest:
+    """A chunk prompted with an initial prompt of `prompt_len` tokens."""
     chunk = Chunk(item, 0, (SpeechSpan(0, seconds),), np.zeros((1, 1), np.float32))
-    return ChunkRequest(chunk, "en", "transcribe", tuple(range(prompt_len)))
+    return ChunkRequest(chunk, Prompt.initial("en", "transcribe", tuple(range(prompt_len)), False))
 
 
 def test_batches_mix_files_and_sort_by_length() -> None:
@@ -46,11 +47,10 @@ def test_previous_text_prompts_of_similar_length_share_a_batch() -> None:
     """Trimming to the batch's shortest prompt costs the others their context: long prompts go
     together."""
     def prompted(item: str, previous: int) -> ChunkRequest:
-        prompt = (50361, *range(previous), 50258)
-        return ChunkRequest(request(item, 20).chunk, "en", "transcribe", prompt,
-                            trimmable=previous)
+        prompt = Prompt.after("en", "transcribe", tuple(range(previous)), False)
+        return ChunkRequest(request(item, 20).chunk, prompt)
 
     batcher = Batcher(BatchConfig(batch_size=2, sort_window=4))
     batches = batcher.add([prompted("a", 200), prompted("b", 10), prompted("c", 223),
                            prompted("d", 12)])
-    assert [[len(r.prompt_tokens) for r in b] for b in batches] == [[202, 202], [12, 12]]
+    assert [[len(r.prompt.previous) for r in b] for b in batches] == [[200, 200], [10, 10]]

@@ -3,13 +3,18 @@ cut, and the voiced frames VAD hands to each chunk (synthetic words; real VAD on
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import faster_whisper.vad as fw_vad
 import numpy as np
 import pytest
 
-from engine.config import VadConfig
+from engine.config import DecodeConfig, VadConfig
 from engine.decode.continuation import (
+    continuation,
     cut_before,
+    hears_more,
+    left_out,
     left_out_s,
     uncovered_s,
     without_repeated_start,
@@ -18,7 +23,7 @@ from engine.decode.words import Word
 from engine.prepare.audio import decode
 from engine.prepare.chunking import plan_chunks, voiced_in_chunk
 from engine.prepare.vad import SpeechDetector, whole_windows
-from engine.types import AudioItem, Chunk, ChunkRequest, Decoded, SpeechSpan
+from engine.types import AudioItem, Chunk, ChunkRequest, Decoded, PackedChunk, Prompt, SpeechSpan
 
 EOT, BEGIN = 50257, 50364  # tiny.en's end of text and first timestamp token
 
@@ -77,10 +82,10 @@ def test_shorter_pieces_before_the_stretch_come_along() -> None:
     assert left_out_s(words, voiced((0.0, 1.0), (1.4, 1.8), (2.5, 4.0)), 0.8, 1.0) == 1.0
 
 
-def decoded(tokens: tuple[int, ...]) -> Decoded:
+def decoded(tokens: tuple[int, ...], words: list[Word] | None = None) -> Decoded:
     chunk = Chunk("a", 0, (SpeechSpan(0.0, 20.0),), np.zeros((80, 3000), np.float32))
-    return Decoded(ChunkRequest(chunk, "en", "transcribe", ()), tokens, -0.2, 0.01, 0.0, 1.2,
-                   None)
+    return Decoded(ChunkRequest(chunk, Prompt("en", "transcribe")), tokens, -0.2, 0.01, 0.0, 1.2,
+                   None, None if words is None else tuple(words))
 
 
 class Tokenizer:
@@ -89,18 +94,18 @@ class Tokenizer:
 
 def test_a_decode_is_cut_to_its_words_before_the_left_out_speech() -> None:
     words = [word(0.0, 1.0, 10), word(1.0, 2.0, 11), word(6.0, 7.0, 12)]
-    cut, kept = cut_before(decoded((10, 11, 12)), 3.0, words, Tokenizer(), False)
-    assert cut.tokens == (10, 11) and kept == words[:2]
-    whole, same = cut_before(decoded((10, 11)), 3.0, words[:2], Tokenizer(), False)
-    assert whole.tokens == (10, 11) and same == words[:2]
+    cut = cut_before(decoded((10, 11, 12), words), 3.0, Tokenizer(), False)
+    assert cut.tokens == (10, 11) and cut.words == tuple(words[:2])
+    whole = cut_before(decoded((10, 11), words[:2]), 3.0, Tokenizer(), False)
+    assert whole.tokens == (10, 11) and whole.words == tuple(words[:2])
 
 
 def test_with_timestamp_tokens_the_cut_closes_the_open_segment_at_the_cut() -> None:
     words = [word(0.0, 1.0, 10), word(1.0, 2.0, 11), word(6.0, 7.0, 12)]
     tokens = (BEGIN, 10, 11, BEGIN + 100, BEGIN + 100, 12, BEGIN + 350)
-    cut, _ = cut_before(decoded(tokens), 3.0, words, Tokenizer(), True)
+    cut = cut_before(decoded(tokens, words), 3.0, Tokenizer(), True)
     assert cut.tokens == (BEGIN, 10, 11, BEGIN + 100, BEGIN + 100)  # closed segment kept as is
-    cut, _ = cut_before(decoded((BEGIN, 10, 11, 12, BEGIN + 350)), 3.0, words, Tokenizer(), True)
+    cut = cut_before(decoded((BEGIN, 10, 11, 12, BEGIN + 350), words), 3.0, Tokenizer(), True)
     assert cut.tokens == (BEGIN, 10, 11, BEGIN + 150)
 
 
@@ -143,34 +148,67 @@ def test_a_continuation_that_hears_the_last_word_again_drops_it() -> None:
     "rhythm" began with "rhythm" again: "the exception of rhythm rhythm is destroyed"."""
     before = [Word(" of", (10,), 1.9, 2.5, 0.9), Word(" rhythm", (11, 12), 2.5, 5.0, 0.9)]
     words = [Word(" Rhythm", (13, 12), 0.0, 1.0, 0.9), Word(" is", (14,), 1.8, 2.9, 0.9)]
-    tail, kept = without_repeated_start(decoded((13, 12, 14)), words, before, EOT)
-    assert tail.tokens == (14,) and kept == words[1:]
+    tail = without_repeated_start(decoded((13, 12, 14), words), before, EOT)
+    assert tail.tokens == (14,) and tail.words == tuple(words[1:])
     other = [Word(" rhythm", (11, 12), 0.0, 1.0, 0.9)]
-    tail, kept = without_repeated_start(decoded((11, 12)), other, before[:1], EOT)
-    assert tail.tokens == (11, 12) and kept == other
+    tail = without_repeated_start(decoded((11, 12), other), before[:1], EOT)
+    assert tail.tokens == (11, 12) and tail.words == tuple(other)
 
 
-def test_a_continuation_that_still_loops_after_fallback_is_not_kept(model_path) -> None:
+def test_a_continuation_that_still_loops_after_fallback_is_not_kept() -> None:
     """A continuation over a second of noisy speech at a file's end came back as "Yeah." 40 times
     (compression ratio over 2.4 at every temperature): its words cover the voiced tail, yet the
     uncut decode is kept; the same continuation with plain text is kept."""
-    from engine.config import DecodeConfig, ModelConfig
-    from engine.decode.runner import ModelRunner
-
     features = np.zeros((80, 3000), np.float32)
     chunk = Chunk("a", 0, (SpeechSpan(0.0, 12.0),), features, voiced=voiced((0.0, 12.0)))
     tail_chunk = chunk.tail(10.0)
-    runner = ModelRunner(ModelConfig(path=model_path, device="cpu"), DecodeConfig())
-    try:
-        def decoded(piece: Chunk, ratio: float) -> Decoded:
-            return Decoded(ChunkRequest(piece, "en", "transcribe", ()), (1, 2, EOT), -0.2, 0.5,
-                           1.0, ratio, None)
 
-        uncut = decoded(chunk, 1.5)
-        words = {id(uncut): [word(0.2 * k, 0.2 * k + 0.2) for k in range(50)]}
-        for ratio, kept in ((1.5, True), (6.0, False)):
-            tail = decoded(tail_chunk, ratio)
-            words[id(tail)] = [word(0.2 * k, 0.2 * k + 0.2) for k in range(10)]
-            assert runner._hears_more(uncut, uncut, 10.0, tail, words) is kept
-    finally:
-        runner.close()
+    def said(piece: Chunk, ratio: float, words: int) -> Decoded:
+        return Decoded(ChunkRequest(piece, Prompt("en", "transcribe")), (1, 2, EOT), -0.2, 0.5,
+                       1.0, ratio, None, tuple(word(0.2 * k, 0.2 * k + 0.2) for k in range(words)))
+
+    uncut = said(chunk, 1.5, 50)
+    for ratio, kept in ((1.5, True), (6.0, False)):
+        assert hears_more(uncut, uncut, 10.0, said(tail_chunk, ratio, 10), DecodeConfig()) is kept
+
+
+def test_voiced_speech_no_word_covers_is_decoded_again_from_the_last_covered_time() -> None:
+    chunk = Chunk("a", 0, (SpeechSpan(0.0, 10.0),), np.zeros((80, 3000), np.float32),
+                  voiced=tuple(voiced((0.0, 2.0), (5.0, 8.0))))
+    words = (word(0.0, 1.0, 10), word(1.0, 2.0, 11))
+    said = Decoded(ChunkRequest(chunk, Prompt("en", "transcribe")), (10, 11, EOT), -0.2, 0.01,
+                   0.0, 1.2, None, words)
+    assert left_out(said, DecodeConfig(timestamps="aligned"), Tokenizer()) == (2.0, said)
+    heard = tuple(word(5.0 + k, 6.0 + k, 12 + k) for k in range(3))
+    assert left_out(replace(said, words=words + heard), DecodeConfig(timestamps="aligned"),
+                    Tokenizer()) is None
+
+
+def test_a_plain_continuation_is_prompted_with_the_text_before_it() -> None:
+    """As Whisper's sequential loop prompts its next window: the chunk's own prompt, then the
+    text the cut decode kept; decoded with timestamp tokens."""
+    chunk = Chunk("a", 0, (SpeechSpan(0.0, 20.0),), np.zeros((80, 3000), np.float32))
+    prompt = Prompt.initial("en", "transcribe", (5, 6), timestamps=False)
+    said = Decoded(ChunkRequest(chunk, prompt), (BEGIN, 10, 11, BEGIN + 100, EOT), -0.2, 0.01,
+                   0.0, 1.2, None)
+    request = continuation(said, 4.0, EOT)
+    assert request.chunk.spans == (SpeechSpan(4.0, 20.0),)
+    assert request.prompt == Prompt("en", "transcribe", (5, 6, 10, 11), 4, timestamps=True)
+
+
+def test_a_packed_window_goes_on_from_a_member_start_with_its_own_prompt() -> None:
+    """Regression (issue 28): `--pack` with VAD crashed where a packed window's decode stopped
+    early. Its members are whole files, so the text before the stop (other files') never
+    prompts the rest, which starts at the member the stop falls in."""
+    features = np.zeros((80, 3000), np.float32)
+    members = tuple(Chunk(item, 0, (SpeechSpan(0.0, 6.0),), features) for item in "ab")
+    window = PackedChunk(members, (0.0, 8.0), features)
+    prompt = Prompt("en", "transcribe", timestamps=True)
+    said = Decoded(ChunkRequest(window, prompt), (BEGIN, 10, BEGIN + 450, BEGIN + 450, EOT),
+                   -0.2, 0.01, 0.0, 1.2, None)
+    config = DecodeConfig(timestamps="tokens")
+    found = left_out(replace(said, tokens=said.tokens[:-1]), config, Tokenizer())
+    assert found is not None and found[0] == 9.0
+    request = continuation(said, found[0], EOT)
+    assert isinstance(request.chunk, PackedChunk) and request.chunk.origin_s == 8.0
+    assert request.prompt == prompt

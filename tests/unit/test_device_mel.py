@@ -21,7 +21,15 @@ from engine.decode.packing import build_window  # noqa: E402
 from engine.prepare.audio import decode  # noqa: E402
 from engine.prepare.features import FeatureComputer  # noqa: E402
 from engine.prepare.stage import Preparer  # noqa: E402
-from engine.types import AudioItem, Chunk, DeviceMel, PreparedItem, SpeechSpan  # noqa: E402
+from engine.types import (  # noqa: E402
+    AudioItem,
+    Chunk,
+    ChunkRequest,
+    DeviceMel,
+    PreparedItem,
+    Prompt,
+    SpeechSpan,
+)
 
 CORPUS = "/work/shared/corpus/real"
 # float32 rounding of two FFTs (pocketfft in numpy, torch's own); measured max 2.9e-5 on the
@@ -136,7 +144,7 @@ def test_runner_decodes_sample_chunks_as_feature_chunks(model_path: str,
         texts = []
         for features in (compute, DeviceMel.of):
             chunks = [chunk_of(p, features(p), str(i)) for i, p in enumerate(pieces[2:5])]
-            results = runner.decode_batch([runner.request(c, "en", "transcribe", None)
+            results = runner.decode_batch([ChunkRequest(c, Prompt("en", "transcribe"))
                                            for c in chunks])
             texts.append([" ".join(s.text for s in r.segments) for r in results])
     finally:

@@ -3,9 +3,18 @@
 import numpy as np
 import pytest
 
-from engine.decode.packing import build_window, pack, share_is_suspect, split_window
+from engine.config import DecodeConfig
+from engine.decode.packing import build_window, pack, share_is_suspect, shares, split_window
 from engine.decode.words import Word
-from engine.types import Chunk, ChunkRequest, Decoded, PackedChunk, Segment, SpeechSpan
+from engine.types import (
+    Chunk,
+    ChunkRequest,
+    Decoded,
+    PackedChunk,
+    Prompt,
+    Segment,
+    SpeechSpan,
+)
 
 TS, EOT = 1000, 999  # timestamp_begin and end-of-text of the fake tokenizer below
 
@@ -30,7 +39,8 @@ def chunk(item: str, start_s: float, end_s: float, level: float = 0.0) -> Chunk:
 
 
 def request(item: str, seconds: float, packable: bool = True, language: str = "en") -> ChunkRequest:
-    return ChunkRequest(chunk(item, 0.0, seconds), language, "transcribe", (1, 2), packable)
+    prompt = Prompt(language, "transcribe", (1, 2))
+    return ChunkRequest(chunk(item, 0.0, seconds), prompt, packable)
 
 
 def members(requests: list[ChunkRequest]) -> list[list[str]]:
@@ -73,7 +83,7 @@ def test_window_features_are_each_members_speech_then_its_own_silence() -> None:
 
 
 def decoded(window: PackedChunk, tokens: list[int], temperature: float = 0.0) -> Decoded:
-    request = ChunkRequest(window, "en", "transcribe", (1, 2))
+    request = ChunkRequest(window, Prompt("en", "transcribe", (1, 2)))
     return Decoded(request, tuple(tokens), -0.2, 0.01, temperature, 1.0, np.zeros((1500, 4)))
 
 
@@ -152,3 +162,16 @@ def test_an_empty_skipped_or_repetitive_share_is_suspect() -> None:
     assert share_is_suspect([segment("the end " * 40)], 12.0, 2.4)
     assert not share_is_suspect([segment("A gold ring will please most any girl.")], 3.0, 2.4)
     assert not share_is_suspect([segment("Yes.")], 3.0, 2.4)
+
+
+def test_members_whose_share_looks_wrong_are_decoded_alone() -> None:
+    """`shares`: a window decoded only after a fallback sends every member alone; otherwise
+    only a member whose share is suspect (here b: no text for its 3 s of speech)."""
+    window = two_clip_window()
+    tokens = [ts(0.0), 1, 2, 1, 2, ts(3.8), EOT]
+    config = DecodeConfig(timestamps="tokens")
+    found = shares([decoded(window, tokens)], config, Tokenizer(), no_alignment)
+    assert found[0] is not None and [s.text for s in found[0]] == ["w1 w2 w1 w2"]
+    assert found[1] is None
+    assert shares([decoded(window, tokens, temperature=0.2)], config, Tokenizer(),
+                  no_alignment) == [None, None]
