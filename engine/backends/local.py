@@ -29,7 +29,6 @@ from engine.backends.common import (
 )
 from engine.backends.leftovers import features_prefix, remove_dead_runs_temporaries
 from engine.backends.pool import OrderedPool
-from engine.backends.telemetry import turn_off_telemetry
 from engine.config import TranscribeConfig
 from engine.decode.plan import ModelPlan, plan_model
 from engine.decode.runner import ModelRunner
@@ -41,6 +40,7 @@ from engine.io.retry import ids_to_skip, settle
 from engine.io.writer import PartWriter
 from engine.prepare.stage import Preparer
 from engine.stopping import deferred
+from engine.telemetry import turn_off_telemetry
 from engine.types import AudioItem, ItemError, Outcome
 
 

@@ -33,8 +33,8 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any, Generic, TypeVar
 
-from engine.backends.telemetry import turn_off_telemetry
 from engine.errors import EngineError
+from engine.telemetry import turn_off_telemetry
 
 In = TypeVar("In")
 Out = TypeVar("Out")

@@ -53,8 +53,8 @@ class DecodeStage:
     """Manifest rows -> pickled PreparedItem or ItemError, one per row still to do."""
 
     def __init__(self, config: TranscribeConfig, n_mels: int, done: IdSet) -> None:
-        from engine.backends.telemetry import turn_off_telemetry
         from engine.prepare.stage import Preparer
+        from engine.telemetry import turn_off_telemetry
 
         turn_off_telemetry()  # before the VAD session loads onnxruntime in this Ray worker
         self._prepare = Preparer(config.vad, n_mels)

@@ -221,11 +221,11 @@ def _marker(shard: tuple[int, int]) -> str:
 
 def _refused(output_dir: str, name: str, error: OSError) -> str:
     number = error.errno
-    if number is None:  # pyarrow's OSError says it only in its text: "[Errno 28] No space..."
-        found = re.search(r"\[Errno (\d+)\]", str(error))
+    if number is None:  # pyarrow's OSError may say it only in its text: "[errno 28] No space..."
+        found = re.search(r"\[errno (\d+)\]", str(error), re.IGNORECASE)
         number = int(found.group(1)) if found else None
     code = errno.errorcode.get(number or 0, "unknown")
-    reason = error.strerror or (os.strerror(number) if number else str(error).splitlines()[0])
+    reason = os.strerror(number) if number else (str(error).splitlines() or ["unknown"])[0]
     hint = {"ENOSPC": "free some space", "EDQUOT": "free some space",
             "EFBIG": "raise the file-size limit", "EROFS": "make it writable",
             "EACCES": "make it writable"}.get(code, "check the folder")
