@@ -71,8 +71,9 @@ def test_a_rerun_with_nothing_to_do_says_so(run_with_errors) -> None:
 
 def test_progress_lines_when_stderr_is_not_a_terminal(clips, model_path, tmp_path) -> None:
     # issue 28: nothing at all until the last line, in a log or under nohup
+    short = sorted(clips, key=lambda c: float(c["duration_s"]))[:3]
     manifest = tmp_path / "m.parquet"
-    pq.write_table(pa.table({"id": [c["id"] for c in clips], "path": [c["path"] for c in clips]}),
+    pq.write_table(pa.table({"id": [c["id"] for c in short], "path": [c["path"] for c in short]}),
                    manifest)
     proc = subprocess.run(
         [sys.executable, "-m", "engine", "transcribe", str(manifest), "-o", str(tmp_path / "o"),
@@ -81,15 +82,17 @@ def test_progress_lines_when_stderr_is_not_a_terminal(clips, model_path, tmp_pat
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[0].startswith(f"batchscribe: loading the model {model_path} (cpu, int8)")
-    assert lines[1] == "batchscribe: model loaded; 6 rows to transcribe (0 of 6 already done)"
+    assert lines[1] == "batchscribe: model loaded; 3 rows to transcribe (0 of 3 already done)"
     progress = [line for line in lines if line.startswith("batchscribe: progress: ")]
     assert progress, proc.stderr
-    pattern = (r"batchscribe: progress: (\d)/6 rows \(\d+%\), \d+\.\d\d h of audio, "
+    pattern = (r"batchscribe: progress: (\d)/3 rows \(\d+%\), \d+\.\d\d h of audio, "
                r"\d+\.\dx realtime, 0 errors, ETA (\d+s|\d+m\d\ds)")
     assert all(re.fullmatch(pattern, line) for line in progress), progress
     assert "\r" not in proc.stderr  # no bar redrawn in the log
+    one = tmp_path / "one.parquet"
+    pq.write_table(pa.table({"path": [short[0]["path"]]}), one)
     quiet = subprocess.run(
-        [sys.executable, "-m", "engine", "transcribe", str(manifest), "-o", str(tmp_path / "q"),
+        [sys.executable, "-m", "engine", "transcribe", str(one), "-o", str(tmp_path / "q"),
          "-j", "0", "--model", model_path, "-q", "--progress-every", "0.1"],
         capture_output=True, text=True, timeout=300)
     assert "batchscribe:" not in quiet.stderr
