@@ -141,9 +141,12 @@ def export_command(output_dir: str, formats: tuple[str, ...], target: str, words
                    as_json: bool) -> None:
     """Write each row of a transcription OUTPUT_DIR as a file per format, named from its id.
 
-    Subtitles (srt, vtt) and tsv take their cues from the segments, or from the words with
-    --words; txt is the text; json the whole row. Error rows get no file. Works on a folder a
-    run is still writing; OUTPUT_DIR and --output may be URIs (s3://...).
+    A file is named after the id without its audio extension (jfk.flac -> jfk.srt); ids that
+    would share a name keep their extension, or get a short hash. Subtitles (srt, vtt) and tsv
+    have readable cues: at most 7 s and two lines of 42 characters, split on word times when
+    the run had --word-timestamps; --words gives one cue per word. txt is the text; json the
+    whole row. Error rows get no file. Works on a folder a run is still writing; OUTPUT_DIR and
+    --output may be URIs (s3://...).
 
     \b
     Example:

@@ -42,3 +42,9 @@ def test_the_reading_examples_name_the_extra_that_installs_their_packages() -> N
                           ("pl.read_parquet", "polars")):
         line = next(x for x in examples.splitlines() if x.startswith(call))
         assert "(read extra" in line and package in read_extra, line
+
+
+def test_the_readme_demo_output_is_ignored_by_git() -> None:
+    # issue 28: `transcripts/`, the README's demo output, showed up in `git status`
+    assert "transcripts/" in read("README.md")
+    assert "transcripts/" in read(".gitignore").splitlines()
