@@ -93,9 +93,11 @@ def _allowed(name: str) -> bool:
     return name.split(".")[0].lower() not in _RESERVED and len(name) < MAX_NAME_CHARS
 
 
-def _key(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.casefold().encode("utf-8"), digest_size=8)
-                          .digest(), "little")
+def _key(name: str, fold: bool = True) -> int:
+    """A 64-bit digest of a name, by default regardless of letter case."""
+    text = name.casefold() if fold else name
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
+                          "little")
 
 
 def _shared_names(ids: Iterable[str]) -> set[int]:
@@ -108,7 +110,7 @@ def _shared_names(ids: Iterable[str]) -> set[int]:
         full = _safe(item_id)
         stem = _strip_audio_extension(full)
         for name in (stem, full) if full != stem else (stem,):
-            owners.append(_key(item_id))
+            owners.append(_key(item_id, fold=False))
             names.append(_key(name))
     pairs = np.unique(np.stack([np.frombuffer(owners, np.uint64),
                                 np.frombuffer(names, np.uint64)]), axis=1)  # an id seen twice

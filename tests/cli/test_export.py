@@ -147,13 +147,15 @@ def test_file_namer_handles_reserved_and_dot_names() -> None:
 def test_file_names_drop_the_audio_extension_with_a_collision_rule() -> None:
     # issue 28: `jfk_inaugural.flac` gave `jfk_inaugural.flac-5d2f04c1.srt`
     ids = ["jfk_inaugural.flac", "talk.wav", "talk.mp3", "a/b.wav", "a_b.mp3", "notes.v2",
-           "c.wav", "c"]
+           "c.wav", "c", "x.wav", "X.WAV"]
     names = {i: FileNamer(ids)(i) for i in ids}
     assert names["jfk_inaugural.flac"] == "jfk_inaugural"
     assert (names["talk.wav"], names["talk.mp3"]) == ("talk.wav", "talk.mp3")
     assert (names["a/b.wav"], names["a_b.mp3"]) == ("a_b.wav", "a_b.mp3")
     assert names["notes.v2"] == "notes.v2"  # not an audio extension
     assert names["c.wav"] == "c.wav" and re.fullmatch(r"c-[0-9a-f]{8}", names["c"])
+    assert all(re.fullmatch(r"(x\.wav|X\.WAV)-[0-9a-f]{8}", names[i]) for i in ("x.wav", "X.WAV"))
+    assert names["x.wav"] != names["X.WAV"]
     backwards = FileNamer(ids[::-1])
     assert {i: backwards(i) for i in ids[::-1]} == names  # the rows' order changes nothing
 
