@@ -11,23 +11,21 @@ Speeds of (a) and (b) exclude model loading; (c) is the whole command, start-up 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 import click
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (  # noqa: E402
-    REPO,
+from common import (
+    RESULTS,
     append_results,
+    default_model,
     load_corpus,
+    references,
+    repeat_rows,
     run_engine,
     run_fw_loop,
     wer,
     write_manifest,
 )
-
-from engine.decode.models import default_model_path  # noqa: E402
 
 
 @click.command()
@@ -36,17 +34,13 @@ from engine.decode.models import default_model_path  # noqa: E402
 @click.option("--batchscribe-args", default="", help="Extra options for batchscribe.")
 @click.option("--ray", "with_ray", is_flag=True,
               help="Also (d): the same command on the Ray backend (a local Ray instance).")
-@click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
+@click.option("--results", default=RESULTS, show_default=True)
 def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, results: str) -> None:
-    rows = load_corpus()
-    refs = {}
-    for copy in range(repeat):
-        for r in rows:
-            refs[r["id"] if repeat == 1 else f"{r['id']}#{copy}"] = r["reference_text"]
-    model = default_model_path()
+    rows = repeat_rows(load_corpus(), repeat)
+    refs = references(rows)
+    model = default_model()
     work = tempfile.mkdtemp(prefix="bench-")
-    manifest = os.path.join(work, "manifest.parquet")
-    write_manifest(rows, manifest, repeat)
+    manifest = write_manifest(rows, os.path.join(work, "manifest.parquet"))
     table = []
     for label, mode in (("(a) faster-whisper transcribe loop", "loop"),
                         ("(b) faster-whisper BatchedInferencePipeline loop", "batched")):

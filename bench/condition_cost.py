@@ -11,45 +11,35 @@ With `--joined`, the set's files are first joined into one long recording (1 s g
 copy is one file: the case where conditioning has the fewest files to fill batches with. Prints
 each run's wall and CPU seconds (the command and its children), the medians and the
 median of the paired ratios, and each mode's WER / deletions over the set (Whisper English
-normaliser); appends them to bench/RESULTS.md. Runs on the CPU or a GPU (`--device cuda`; no
-psutil needed).
+normaliser); appends them to bench/RESULTS.md. Runs on the CPU or a GPU (`--device cuda`).
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
 import click
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, append_results, read_output  # noqa: E402
-from longform import load_set, scores  # noqa: E402
-from longform_set import DEFAULT_OUT  # noqa: E402
+from common import (
+    RESULTS,
+    Rows,
+    append_results,
+    audio_seconds,
+    references,
+    repeat_rows,
+    run_engine,
+    scores,
+    write_manifest,
+)
+from longform_set import DEFAULT_OUT, load_set
 
 MODES = {"chunked": ["--no-condition-on-previous-text"],
          "conditioned": ["--condition-on-previous-text"]}
 
 
-def timed_run(cmd: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds (user + system of the finished children) of one command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    subprocess.run(cmd, check=True)
-    wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def join(rows: list[dict[str, str]], folder: str) -> dict[str, str]:
+def join(rows: Rows, folder: str) -> dict[str, str]:
     """The set's files as one recording, 1 s of silence between them."""
     import numpy as np
     import soundfile
@@ -82,20 +72,18 @@ def score(refs: dict[str, str], texts: dict[str, str]) -> str:
 @click.option("--extra", default="", help="More batchscribe options for both modes.")
 @click.option("--set-dir", default=DEFAULT_OUT, show_default=True)
 @click.option("--joined", is_flag=True, help="Join the set into one recording first.")
-@click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
+@click.option("--results", default=RESULTS, show_default=True)
 def main(copies: int, runs: int, model_path: str | None, device: str, extra: str, set_dir: str,
          joined: bool, results: str) -> None:
     rows = load_set(set_dir)
     if joined:
         rows = [join(rows, tempfile.mkdtemp(prefix="condition-cost-joined-"))]
-    refs = {f"{r['id']}_c{k}": r["reference_text"] for k in range(copies) for r in rows}
+    items = repeat_rows(rows, copies)
+    refs = references(items)
     work = tempfile.mkdtemp(prefix="condition-cost-")
-    manifest = os.path.join(work, "manifest.parquet")
-    pq.write_table(pa.table({"id": list(refs),
-                             "path": [r["path"] for _ in range(copies) for r in rows]}), manifest)
-    audio_s = copies * sum(float(r["duration_s"]) for r in rows)
-    base = [sys.executable, "-m", "engine", "transcribe", manifest, "--quiet", "--device", device,
-            *(["--model", model_path] if model_path else []), *extra.split()]
+    manifest = write_manifest(items, os.path.join(work, "manifest.parquet"))
+    audio_s = audio_seconds(items)
+    base = [*(["--model", model_path] if model_path else []), *extra.split()]
     walls: dict[str, list[float]] = {m: [] for m in MODES}
     cpus: dict[str, list[float]] = {m: [] for m in MODES}
     texts: dict[str, dict[str, str]] = {}
@@ -103,11 +91,12 @@ def main(copies: int, runs: int, model_path: str | None, device: str, extra: str
         for mode, options in MODES.items():
             out = os.path.join(work, mode)
             shutil.rmtree(out, ignore_errors=True)
-            wall, cpu = timed_run([*base, "-o", out, *options])
-            walls[mode].append(wall)
-            cpus[mode].append(cpu)
-            texts[mode] = read_output(out)
-            click.echo(f"run {n + 1} {mode}: wall {wall:.1f} s, CPU {cpu:.1f} s", err=True)
+            _, texts[mode], measured = run_engine(manifest, out, [*base, *options],
+                                                  device=device)
+            walls[mode].append(measured.wall_s)
+            cpus[mode].append(measured.cpu_s)
+            click.echo(f"run {n + 1} {mode}: wall {measured.wall_s:.1f} s, "
+                       f"CPU {measured.cpu_s:.1f} s", err=True)
     ratio_wall, ratio_cpu = (statistics.median(
         c / d for c, d in zip(times["conditioned"], times["chunked"], strict=True))
         for times in (walls, cpus))

@@ -12,18 +12,13 @@ max_length with the end token suppressed, so every quantization decodes as many 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import click
 import numpy as np
+from common import RESULTS, append_results, converter_checkpoints
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "converters"))
-sys.path.insert(0, REPO)
-from checkpoints import LARGE_DIMS, build  # noqa: E402
-
-from converters import convert  # noqa: E402
+from converters import convert
 
 QUANTIZATIONS = ("int8", "float16", "bfloat16", "float32")
 DECODE_STEPS = 64
@@ -61,14 +56,16 @@ def model_speed(path: str, compute_type: str, threads: int) -> tuple[float, floa
 @click.command()
 @click.option("--work", default="/tmp/bs-large", show_default=True)
 @click.option("--threads", default=2, show_default=True)
-@click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
+@click.option("--results", default=RESULTS, show_default=True)
 def main(work: str, threads: int, results: str) -> None:
     source = os.path.join(work, "hf")
     os.makedirs(work, exist_ok=True)
     started = time.perf_counter()
     if not os.path.isdir(source):
-        build("distil-large-v3", source, work, dims={**LARGE_DIMS, "encoder_layers": 32,
-                                                      "decoder_layers": 2})
+        checkpoints = converter_checkpoints()
+        checkpoints.build("distil-large-v3", source, work,
+                          dims={**checkpoints.LARGE_DIMS, "encoder_layers": 32,
+                                "decoder_layers": 2})
     print(f"checkpoint built in {time.perf_counter() - started:.0f} s "
           f"({folder_mb(source):.0f} MB)", flush=True)
     lines = ["python bench/convert_large.py; random distil-large-v3-shaped checkpoint "
@@ -91,10 +88,7 @@ def main(work: str, threads: int, results: str) -> None:
         print(line, flush=True)
         lines.append(line)
     text = "\n".join(lines)
-    import datetime
-
-    with open(results, "a", encoding="utf-8") as f:
-        f.write(f"\n## Conversion at large-v3 width ({datetime.date.today()})\n\n{text}\n")
+    append_results(results, "Conversion at large-v3 width", text)
     print(text)
 
 

@@ -1,15 +1,16 @@
 """GPU benchmark: faster-whisper's BatchedInferencePipeline vs `batchscribe transcribe`.
 
-Runs on the lent GPU machine after `. bench/gpu_setup.sh` (see bench/gpu_carry.sh):
+Runs on a GPU machine; one without internet takes what it needs from the offline bundle
+(bench/offline_bundle.sh, then `. bench/offline_install.sh BUNDLE` there):
 
-    python3 bench/gpu.py --model /tmp/bs/base --corpus /tmp/bs/corpus --repeat 20 --out $OUT
+    python3 bench/gpu.py --model /tmp/bs/base --corpus /tmp/bs/corpus --repeat 20 --out OUT
 
 (a) faster-whisper BatchedInferencePipeline, one file at a time, audio decoded beforehand (not
 timed), float16; (c, `--peer-beam N`) WhisperS2T-reborn's `transcribe_with_vad` on every file in
 one call, batch 32 (its audio decoding, VAD and log-mel timed, its model load not); (b) batchscribe
 transcribe, decoding included, for each configuration of the sweep (`--processes N` in one: N
 processes at once, `--shard i/N` each). GPU busy = mean NVML utilisation while the system runs.
-Texts are written to --out so that WER is computed off the machine (bench/gpu_wer.py).
+Texts are written to --out so that WER can be computed on another machine (bench/gpu_wer.py).
 """
 
 from __future__ import annotations
@@ -17,51 +18,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import threading
+import tempfile
 import time
 
 import click
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import load_corpus, read_output  # noqa: E402
-
-
-class GpuSampler:
-    """Mean GPU utilisation (NVML) between start and stop, averaged over the GPUs used."""
-
-    def __init__(self, gpus: list[int] | None = None) -> None:
-        import pynvml
-
-        pynvml.nvmlInit()
-        self._nvml = pynvml
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in (gpus or [0])]
-        self._samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> GpuSampler:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rates = [self._nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles]
-            self._samples.append(sum(rates) / len(rates))
-            time.sleep(0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    @property
-    def busy(self) -> float:
-        return sum(self._samples) / max(1, len(self._samples)) / 100.0
+from common import (
+    GpuSampler,
+    audio_seconds,
+    load_corpus,
+    repeat_rows,
+    run_engine,
+    write_manifest,
+)
 
 
 def run_faster_whisper(model_path: str, rows: list[dict[str, str]], batch_size: int,
@@ -126,37 +94,22 @@ def run_whisper_s2t(model_path: str, rows: list[dict[str, str]], batch_size: int
         elapsed = time.monotonic() - started
     texts = {r["id"]: " ".join(s["text"].strip() for s in segments).strip()
              for r, segments in zip(rows, out, strict=True)}
-    audio_s = sum(float(r["duration_s"]) for r in rows)
-    return texts, audio_s / elapsed, gpu.busy, load_s
+    return texts, audio_seconds(rows) / elapsed, gpu.busy, load_s
 
 
-def run_engine(manifest: str, out: str, options: list[str]) -> tuple[dict, float, float]:
-    """One `batchscribe transcribe`, timed whole; `--processes N` among the options (the bench's
-    own) runs N at once on the same output folder instead, `--shard i/N` each, timed until the
-    last ends. The report is the first process's, its audio hours those of all."""
+def run_batchscribe(manifest: str, out: str, options: str, model: str
+                    ) -> tuple[dict, dict[str, str], float, float]:
+    """(b): `batchscribe transcribe` on CUDA with `options`, among them the bench's own
+    `--processes N` (N processes at once, `--shard i/N` each): report, texts, speed, GPU busy."""
+    words = options.split()
     processes = 1
-    if "--processes" in options:
-        at = options.index("--processes")
-        processes = int(options[at + 1])
-        options = options[:at] + options[at + 2:]
-    cmd = [sys.executable, "-m", "engine", "transcribe", manifest, "-o", out, "-q", "--json",
-           "--device", "cuda", *options]
-    shards = [cmd + ["--shard", f"{i}/{processes}"] if processes > 1 else cmd
-              for i in range(processes)]
-    gpus = [int(options[i + 1]) for i, o in enumerate(options) if o == "--gpu"]
-    with GpuSampler(gpus) as gpu:
-        started = time.monotonic()
-        running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                   for c in shards]
-        done = [(p, *p.communicate()) for p in running]
-        elapsed = time.monotonic() - started
-    reports = []
-    for p, stdout, stderr in done:
-        if p.returncode not in (0, 3):
-            raise RuntimeError(f"{' '.join(cmd)} failed: {stderr[-2000:]}")
-        reports.append(json.loads(stdout))
-    report = dict(reports[0], audio_hours=sum(r["audio_hours"] for r in reports))
-    return report, report["audio_hours"] * 3600 / elapsed, gpu.busy
+    if "--processes" in words:
+        at = words.index("--processes")
+        processes = int(words[at + 1])
+        words = words[:at] + words[at + 2:]
+    report, texts, measured = run_engine(manifest, out, [*words, "--model", model],
+                                         device="cuda", processes=processes)
+    return report, texts, report["audio_hours"] * 3600 / measured.wall_s, measured.gpu_busy or 0.0
 
 
 SWEEP = [
@@ -186,13 +139,10 @@ SWEEP = [
               "transcribe with and without VAD, on one copy of the corpus (--language en).")
 def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: str | None,
          baseline: bool, peer_beams: tuple[int, ...], fw_sequential: bool) -> None:
-    rows = [dict(r, id=f"{r['id']}#{k}") for k in range(repeat) for r in load_corpus(corpus)]
-    work = "/tmp/bs/work"
-    os.makedirs(work, exist_ok=True)
-    manifest = os.path.join(work, "manifest.parquet")
-    pq.write_table(pa.table({"id": [r["id"] for r in rows], "path": [r["path"] for r in rows]}),
-                   manifest)
-    total_s = sum(float(r["duration_s"]) for r in rows)
+    rows = repeat_rows(load_corpus(corpus), repeat)
+    work = tempfile.mkdtemp(prefix="bench-gpu-")
+    manifest = write_manifest(rows, os.path.join(work, "manifest.parquet"))
+    total_s = audio_seconds(rows)
     results: list[dict] = []
     texts: dict[str, dict[str, str]] = {}
     print(f"corpus {len(rows)} files, {total_s:.0f} s", flush=True)
@@ -214,13 +164,12 @@ def main(model: str, corpus: str, repeat: int, out: str, sweep: int, configs: st
     chosen = [c.strip() for c in configs.split(";")] if configs else SWEEP[:sweep]
     for n, options in enumerate(chosen):
         folder = os.path.join(work, f"out{n}")
-        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's output would be resumed
-        report, speed, busy = run_engine(manifest, folder, [*options.split(), "--model", model])
         label = f"(b) batchscribe {options}"
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's output would be resumed
+        report, texts[label], speed, busy = run_batchscribe(manifest, folder, options, model)
         results.append({"system": label, "speed": speed, "gpu_busy": busy,
                         "timings": report["timings"], "wall_s": report["wall_s"],
                         "counts": report["counts"]})
-        texts[label] = read_output(folder)
         print(f"{label}: {speed:.0f}x, GPU busy {busy:.0%}, {report['timings']}", flush=True)
     _dump(out, "gpu_texts.json", texts)
     _dump(out, "gpu_results.json", {"total_audio_s": total_s, "results": results,

@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from collections.abc import Callable
 
 import click
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import CORPUS, load_corpus  # noqa: E402
+from common import CORPUS, Rows, load_corpus, read_audio
 
 RATE = 16000
 DEFAULT_OUT = os.path.join("/tmp", "batchscribe-longform")
@@ -126,7 +123,6 @@ def build(out: str, gap_s: float, corpus: str = CORPUS, variants: bool = True) -
     import shutil
 
     import soundfile
-    from faster_whisper import decode_audio
 
     rows = {r["id"]: r for r in load_corpus(corpus)}
     os.makedirs(out, exist_ok=True)
@@ -138,7 +134,7 @@ def build(out: str, gap_s: float, corpus: str = CORPUS, variants: bool = True) -
             raise click.ClickException(f"set {name}: clips not in the corpus: {missing}")
         pieces: list[np.ndarray] = []
         for i in ids:
-            pieces += [decode_audio(rows[i]["path"], sampling_rate=RATE), gap]
+            pieces += [read_audio(rows[i]["path"]), gap]
         clean = np.concatenate(pieces[:-1])
         text = " ".join(rows[i]["reference_text"].strip() for i in ids)
         copies = {name: clean}
@@ -157,6 +153,13 @@ def build(out: str, gap_s: float, corpus: str = CORPUS, variants: bool = True) -
         writer.writerows(refs)
     shutil.copyfile(path, os.path.join(out, "manifest.tsv"))
     return path
+
+
+def load_set(folder: str = DEFAULT_OUT) -> Rows:
+    """The set's rows (`load_corpus` of its folder), built there first when missing."""
+    if not os.path.exists(os.path.join(folder, "manifest.tsv")):
+        build(folder, 0.5)
+    return load_corpus(folder)
 
 
 @click.command()

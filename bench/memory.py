@@ -13,18 +13,13 @@ and decode workers), sampled every 50 ms.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 import click
 import numpy as np
-import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import soundfile
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, REPO, append_results, load_corpus, read_report, run_measured  # noqa: E402
+from common import RESULTS, append_results, load_corpus, read_audio, run_engine, write_manifest
 
 
 @click.command()
@@ -32,7 +27,7 @@ from common import PYTHON, REPO, append_results, load_corpus, read_report, run_m
 @click.option("--speech-every", default=10, show_default=True)
 @click.option("--hours", multiple=True, type=float, help="One-file manifests of these lengths.")
 @click.option("--pause-s", default=0.5, show_default=True, help="Silence after each clip.")
-@click.option("--results", default=os.path.join(REPO, "bench", "RESULTS.md"), show_default=True)
+@click.option("--results", default=RESULTS, show_default=True)
 def main(rows: tuple[int, ...], speech_every: int, hours: tuple[float, ...], pause_s: float,
          results: str) -> None:
     if hours:
@@ -49,12 +44,9 @@ def main(rows: tuple[int, ...], speech_every: int, hours: tuple[float, ...], pau
     for count in rows:
         paths = [clips[(n // speech_every) % len(clips)] if n % speech_every == 0 else silent
                  for n in range(count)]
-        manifest = os.path.join(work, f"m{count}.parquet")
-        pq.write_table(pa.table({"id": [f"row-{n}" for n in range(count)], "path": paths}),
-                       manifest)
-        out = os.path.join(work, f"out{count}")
-        measured = run_measured([PYTHON, "-m", "engine", "transcribe", manifest, "-o", out, "-q"])
-        report = read_report(out)
+        manifest = write_manifest([{"id": f"row-{n}", "path": p} for n, p in enumerate(paths)],
+                                  os.path.join(work, f"m{count}.parquet"))
+        report, _, measured = run_engine(manifest, os.path.join(work, f"out{count}"), [])
         speech_rows = len([p for p in paths if p != silent])
         lines.append(f"| {count} | {speech_rows} | {measured.wall_s:.0f} | "
                      f"{report['audio_s_per_s']:.1f} | {measured.peak_rss_mb:.0f} |")
@@ -74,10 +66,10 @@ def long_files(hours: tuple[float, ...], pause_s: float, results: str) -> None:
     for length_h in hours:
         path = os.path.join(work, f"long-{length_h:g}h.flac")
         write_long_file(path, length_h * 3600, pause_s)
-        manifest = os.path.join(work, f"m{length_h:g}h.parquet")
-        pq.write_table(pa.table({"id": [f"long-{length_h:g}h"], "path": [path]}), manifest)
+        manifest = write_manifest([{"id": f"long-{length_h:g}h", "path": path}],
+                                  os.path.join(work, f"m{length_h:g}h.parquet"))
         out = os.path.join(work, f"out{length_h:g}h")
-        measured = run_measured([PYTHON, "-m", "engine", "transcribe", manifest, "-o", out, "-q"])
+        _, _, measured = run_engine(manifest, out, [])
         os.remove(path)
         table = ds.dataset(out, format="parquet", exclude_invalid_files=True).to_table()
         speech_h = table.column("speech_s")[0].as_py() / 3600
@@ -93,12 +85,9 @@ def long_files(hours: tuple[float, ...], pause_s: float, results: str) -> None:
 def write_long_file(path: str, seconds: float, pause_s: float) -> None:
     """The corpus clips in turn, `pause_s` of silence after each, looped to `seconds` (16 kHz
     FLAC, written a clip at a time)."""
-    from engine.prepare.audio import decode
-    from engine.types import AudioItem
-
     pause = np.zeros(int(pause_s * 16000), dtype=np.float32)
     one_pass = np.concatenate([part for row in load_corpus() for part in
-                               (decode(AudioItem(row["id"], path=row["path"])), pause)])
+                               (read_audio(row["path"]), pause)])
     left = int(seconds * 16000)
     with soundfile.SoundFile(path, "w", samplerate=16000, channels=1, format="FLAC") as f:
         while left > 0:

@@ -16,14 +16,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import click  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import CORPUS, load_corpus  # noqa: E402
 
 
