@@ -1,6 +1,6 @@
 """CPU benchmark: faster-whisper's loops vs `batchscribe transcribe`, same files, same run.
 
-    python bench/compare.py [--threads 2] [--repeat 1]
+    python bench/compare.py [--threads 2] [--repeat 1] [--corpus DIR]
 
 On every clip of shared/corpus/real (tiny.en, int8, CPU): (a) WhisperModel.transcribe per file,
 (b) BatchedInferencePipeline.transcribe per file, (c) batchscribe transcribe. Prints and writes
@@ -15,6 +15,7 @@ import tempfile
 
 import click
 from common import (
+    CORPUS,
     RESULTS,
     append_results,
     default_model,
@@ -34,9 +35,11 @@ from common import (
 @click.option("--batchscribe-args", default="", help="Extra options for batchscribe.")
 @click.option("--ray", "with_ray", is_flag=True,
               help="Also (d): the same command on the Ray backend (a local Ray instance).")
+@click.option("--corpus", default=CORPUS, show_default=True, help="A corpus folder (manifest.tsv).")
 @click.option("--results", default=RESULTS, show_default=True)
-def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, results: str) -> None:
-    rows = repeat_rows(load_corpus(), repeat)
+def main(threads: int, repeat: int, batchscribe_args: str, with_ray: bool, corpus: str,
+         results: str) -> None:
+    rows = repeat_rows(load_corpus(corpus), repeat)
     refs = references(rows)
     model = default_model()
     work = tempfile.mkdtemp(prefix="bench-")
