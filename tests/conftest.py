@@ -20,7 +20,8 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # The slow end-to-end tests (issue 28 item 12): marked `slow` here, in one place, and left out of
 # a plain `pytest` by addopts (`-m "not slow"`, pyproject.toml); `.ci/run` runs them all with
 # `-m ''`. Whole files, or tests by name: jobs killed and rerun, signals, long recordings, a
-# local S3 server, the faster-whisper comparison and the batched-vs-sequential equivalence.
+# local S3 server, the faster-whisper comparison, the batched-vs-sequential equivalence, and
+# whole runs through a converted model or the PyTorch encoder.
 SLOW = (
     "tests/cluster/",
     "tests/integration/test_processes.py",
@@ -34,6 +35,9 @@ SLOW = (
     "tests/integration/test_transcribe.py::test_accuracy_matches_faster_whisper",
     "tests/cli/test_cli.py::test_sigkill_mid_run_then_rerun",
     "tests/unit/test_pool.py::test_five_killer_files_in_a_row",
+    "tests/converters/test_convert.py::test_converted_models_run_through_batchscribe_transcribe",
+    "tests/unit/test_torch_encoder.py::test_transcribe_with_the_torch_encoder",
+    "tests/unit/test_device_mel.py::test_transcribe_with_features_on_the_device",
 )
 
 
