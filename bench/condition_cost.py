@@ -55,7 +55,7 @@ def join(rows: Rows, folder: str) -> dict[str, str]:
 
 def score(refs: dict[str, str], texts: dict[str, str]) -> str:
     """WER % / deletions, or "-" where the eval extra is not installed (the GPU machine)."""
-    from engine.errors import ConfigError
+    from engine import ConfigError
 
     try:
         wer, deletions = scores(refs, texts, {"all": list(refs)})["all"]

@@ -5,7 +5,7 @@ files made from real clips (damaged ones must be error rows, nothing may crash t
 manifests (one line, exit 1 or 2), read-only and full output folders (tmpfs mounts: needs root,
 else skipped), concurrent runs on one folder and shards sharing it. Prints one row per check.
 
-    python -m bench.soak [--kills 2] [--fuzzed 16] [--seed 0] [--model PATH] [--keep DIR]
+    python bench/soak.py [--kills 2] [--fuzzed 16] [--seed 0] [--model PATH] [--keep DIR]
 
 The default run takes a few minutes on 2 cores; raise --kills and --fuzzed for a long soak.
 """
@@ -31,8 +31,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import soundfile as sf
-
-from bench.common import REPO
+from common import REPO
 
 DATA = os.path.join(REPO, "tests", "data")
 CLIPS = ["speechbrain_spk1_snt1.wav", "librispeech_61-70968-0000.flac",
