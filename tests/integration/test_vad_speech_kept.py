@@ -49,8 +49,8 @@ def _transcribe(files: dict[str, str], write_manifest, out: str, *flags: str
                 ) -> tuple[dict, str]:
     manifest = write_manifest({"id": list(files), "path": list(files.values())})
     done = subprocess.run(
-        [sys.executable, "-m", "engine", "transcribe", manifest, "-o", out, "--json", "-j", "0",
-         "--beam-size", "1", *flags], capture_output=True, text=True, timeout=600)
+        [sys.executable, "-m", "engine", "transcribe", manifest, "-o", out, "--json",
+         "-j", "0", "--beam-size", "1", *flags], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), done.stderr
 
