@@ -244,4 +244,12 @@ def _stop(executor: ProcessPoolExecutor) -> None:
     for process in processes:
         if process.is_alive():
             process.kill()
+    for process in processes:
+        process.join()
+    # A worker killed while it sent a result leaves half a message in the result pipe, and
+    # CPython's manager thread would wait for the rest forever (shutdown never returns); with
+    # this process's write end closed too, the pipe ends and the manager thread sees it broken.
+    writer = getattr(getattr(executor, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
     executor.shutdown(wait=True, cancel_futures=True)
