@@ -7,40 +7,21 @@ reordered), and all together a second time (the same batches); with the default 
 run and each mode's throughput (issue 27 item 9). `--snr-db 0` adds white noise to every file,
 so that chunks need the temperature fallback, which samples.
 
-    python -m bench.neighbours [--files 24] [--beam-size 5] [--corpus DIR]
+    python bench/neighbours.py [--files 24] [--beam-size 5] [--corpus DIR]
         [--split halves|interleaved] [--modes NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import soundfile as sf
-
-from bench.common import CORPUS, REPO, load_corpus
-
-
-def run(manifest: str, out: str, extra: list[str]) -> tuple[dict[str, str], float, float]:
-    """Texts by id, wall seconds and audio seconds of one `batchscribe transcribe`."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "engine", "transcribe", manifest, "-o", out,
-                           "-q", "--json", "--device", "cpu", *extra],
-                          capture_output=True, text=True, cwd=REPO, check=True)
-    wall_s = time.perf_counter() - started
-    audio_s = json.loads(done.stdout)["audio_hours"] * 3600
-    table = ds.dataset(out, format="parquet").to_table(columns=["id", "text"]).to_pylist()
-    return {r["id"]: r["text"] for r in table}, wall_s, audio_s
+from common import CORPUS, load_corpus, run_engine, write_manifest
 
 
 def measure(rows: list[dict[str, str]], folder: str, extra: list[str],
@@ -52,12 +33,11 @@ def measure(rows: list[dict[str, str]], folder: str, extra: list[str],
     texts: dict[str, dict[str, str]] = {}
     wall_s = audio_s = 0.0
     for name, subset in runs.items():
-        manifest = os.path.join(folder, f"{name}.parquet")
-        pq.write_table(pa.table({"id": [r["id"] for r in subset],
-                                 "path": [r["path"] for r in subset]}), manifest)
-        texts[name], wall, audio = run(manifest, os.path.join(folder, f"out-{name}"), extra)
+        manifest = write_manifest(subset, os.path.join(folder, f"{name}.parquet"))
+        report, texts[name], measured = run_engine(manifest, os.path.join(folder, f"out-{name}"),
+                                                   extra)
         if name == "all":
-            wall_s, audio_s = wall, audio
+            wall_s, audio_s = measured.wall_s, report["audio_hours"] * 3600
     apart = {**texts["first"], **texts["second"]}
     differ = _differing(texts["all"], apart)
     return {"rows": len(rows), "differ": len(differ),
