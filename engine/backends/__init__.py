@@ -1,6 +1,8 @@
 """The backends: the one place that chooses how a job runs (this machine, or Ray Data).
 
-Both run the same stages (`engine.prepare`, `engine.decode`) and write the same output
+Both run one job template (`job.run_job`: open, settle, plan, check, count, run, commit,
+report) and differ only in how they execute (`local.LocalExecutor`, `ray_data.RayExecutor`);
+they run the same stages (`engine.prepare`, `engine.decode`) and write the same output
 (`engine.io`); no stage imports a backend.
 """
 

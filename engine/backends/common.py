@@ -1,4 +1,5 @@
-"""What both backends share around the stages: opening a job, the run summary and its report."""
+"""The steps of the job template (`job.run_job`) that are not its sequence: opening a job, the
+run summary and its report."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from engine.errors import ManifestError, OutputError
 from engine.io import lock, runlog, storage
 from engine.io.idset import IdSet
 from engine.io.manifest import Manifest, in_shard, open_manifest
-from engine.io.writer import PartWriter, output_schema
+from engine.io.writer import PartWriter, output_schema, read_part
 from engine.types import ItemError, Outcome
 
 # A row whose decode heard under this share of a file this long is counted in the report: speech
@@ -37,15 +38,29 @@ class RunSummary:
     timings: Timings = field(default_factory=Timings)
 
     def add(self, outcome: Outcome) -> None:
+        """Count a row as it is written (the local backend)."""
         if isinstance(outcome, ItemError):
-            self.counts["error"] += 1
+            self.add_row("error", None, None)
+        else:
+            self.add_row(outcome.status, outcome.duration_s, outcome.speech_s)
+
+    def add_row(self, status: str, duration_s: float | None, speech_s: float | None) -> None:
+        """Count one row; an error row's durations are not counted."""
+        self.counts[status] += 1
+        if status == "error" or duration_s is None:
             return
-        self.counts[outcome.status] += 1
-        self.audio_s += outcome.duration_s
-        self.speech_s += outcome.speech_s
-        if (outcome.duration_s >= LITTLE_SPEECH_FILE_S
-                and outcome.speech_s < LITTLE_SPEECH_SHARE * outcome.duration_s):
+        speech_s = speech_s or 0.0
+        self.audio_s += duration_s
+        self.speech_s += speech_s
+        if duration_s >= LITTLE_SPEECH_FILE_S and speech_s < LITTLE_SPEECH_SHARE * duration_s:
             self.little_speech += 1
+
+    def add_parts(self, parts: list[str]) -> None:
+        """Count the rows of parts written by others (Ray's tasks), as `add` counts them."""
+        for path in parts:
+            table = read_part(path, ["status", "duration_s", "speech_s"])
+            for row in table.to_pylist():
+                self.add_row(row["status"], row["duration_s"], row["speech_s"])
 
     @property
     def rows(self) -> int:

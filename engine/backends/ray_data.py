@@ -25,15 +25,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.backends.job import Events, Job
 from engine.backends.ray_storage import adopt_staged_remote, ray_location, ray_paths
 from engine.config import TranscribeConfig
-from engine.errors import ConfigError, ModelLoadError
+from engine.decode.model import ModelPlan
+from engine.errors import ConfigError, EngineError
 from engine.io import storage
 from engine.io.idset import IdSet
-from engine.io.manifest import Manifest
-from engine.io.retry import ids_to_skip, settle
 from engine.io.runlog import META_DIR
-from engine.io.writer import PART_PREFIX, PartWriter, part_files, read_part, to_row
+from engine.io.writer import PART_PREFIX, PartWriter, part_files, to_row
 
 ITEMS_PER_DECODE_CALL = 4
 MAX_READ_BLOCKS = 2000  # manifest rows are small: a few decode calls per block, so stages overlap
@@ -75,17 +75,13 @@ class DecodeStage:
 
 
 class ModelStage:
-    """Prepared items -> output rows. Loads the model once per actor."""
+    """Prepared items -> output rows. Loads the model of the job's plan once per actor."""
 
-    def __init__(self, config: TranscribeConfig, schema: pa.Schema, n_mels: int) -> None:
+    def __init__(self, config: TranscribeConfig, schema: pa.Schema, plan: ModelPlan) -> None:
         from engine.decode.runner import ModelRunner
 
-        self._runner = ModelRunner(config.model, config.decode)
-        if self._runner.n_mels != n_mels:
-            raise ModelLoadError(
-                f"{self._runner.path}: preprocessor_config.json says {n_mels} mel bins but the "
-                f"model has {self._runner.n_mels}; fix feature_size in that file")
-        self._config = replace(config, batch=config.batch.for_device(self._runner.device))
+        self._runner = ModelRunner(config.model, config.decode, plan)
+        self._config = config
         self._schema = schema
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -96,82 +92,80 @@ class ModelStage:
         return pa.Table.from_pylist(rows, schema=self._schema)
 
 
-def transcribe_on_ray(config: TranscribeConfig, on_start: Any = None) -> dict[str, Any]:
-    """Run a job on Ray: same output folder, schema, resume and metadata as the local runner.
+def transcribe_on_ray(config: TranscribeConfig,
+                      on_start: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run a job on Ray (`job.run_job` with `RayExecutor`): same output folder, schema, resume,
+    checks and metadata as the local backend.
 
     Raises:
         ConfigError: Ray is not installed, or an option the Ray backend does not support.
         EngineError: a bad manifest, model or output folder (before any work).
     """
-    from engine.backends.common import hold_output, open_job
+    from engine.backends.job import Events, run_job
 
-    if config.run.max_errors is not None:
-        raise ConfigError("max_errors is not supported by the ray backend: its tasks write "
-                          "their rows independently; leave it unset and read the "
-                          "counts in .batchscribe/summary.json")
-    ray = _import_ray()
-    started = time.monotonic()
-    manifest, writer = open_job(config)
-    held = hold_output(writer)  # refused while another run writes this shard
-    try:
-        return _transcribe_held(ray, config, (manifest, writer), started, on_start)
-    finally:
-        held.release()
+    return run_job(config, RayExecutor(), Events(on_start=on_start))
 
 
-def _transcribe_held(ray: Any, config: TranscribeConfig, job: tuple[Manifest, PartWriter],
-                     started: float, on_start: Callable[[int, int], None] | None
-                     ) -> dict[str, Any]:
-    from engine.backends.common import (
-        RunSummary,
-        build_report,
-        check_rerun,
-        count_rows,
-        save_report,
-        start_report,
-    )
-    from engine.decode.models import declared_n_mels, model_fingerprint, resolve_model
+class RayExecutor:
+    """The job's rows from Ray Data: decode actors, then model actors, written by Ray into a
+    staging folder of the output whose whole parts are adopted at the commit."""
 
-    manifest, writer = job
-    index, count = config.run.shard
-    stem = "run" if count == 1 else f"run-shard-{index}-of-{count}"  # a killed run's staging
-    staging = storage.join(config.output, f".ray-staging-{stem}")
-    adopt_staged_parts(staging, config.output)
-    done, retried = ids_to_skip(config.output, config.run.retry_errors)  # settles first
-    model_path = resolve_model(config.model.path)
-    config = replace(config, model=replace(config.model, path=model_path))
-    n_mels = declared_n_mels(model_path)
-    model = {"path": model_path, "sha256_16": model_fingerprint(model_path),
-             "device": config.model.device, "compute_type": config.model.compute_type,
-             "replicas": config.ray.model_actors, "n_mels": n_mels,
-             "features": "workers"}  # the decode actors compute them
-    mixed = check_rerun(config, model)
-    manifest_rows, already = count_rows(manifest, done, config.run.shard)
-    start_report(writer, config, model, RunSummary(mixed=mixed))  # settings before any row
-    if on_start is not None:
-        on_start(manifest_rows, already)
-    if not ray.is_initialized():
-        ray.init(address=config.ray.address, log_to_driver=False)
-    cluster = ray.cluster_resources()
-    config = replace(config, ray=config.ray.sized_for(cluster.get("CPU", 0.0)))  # recorded
-    _check_resources(config, cluster)
+    def __init__(self) -> None:
+        self._ray: Any = None
+        self._staging = ""
+        self._before: set[str] = set()
+        self._dataset: Any = None
 
-    schema = writer.schema
-    dataset = _build_dataset(ray, config, manifest, n_mels, done, schema)
-    before = set(part_files(config.output))
-    staging_path, staging_fs = ray_location(staging)
-    dataset.write_parquet(staging_path, filesystem=staging_fs,
-                          min_rows_per_file=config.run.rows_per_part,
-                          ray_remote_args={"num_cpus": READ_WRITE_CPUS})
-    adopt_staged_parts(staging, config.output)
-    summary = _summarise(sorted(set(part_files(config.output)) - before))
-    if retried:  # their earlier error rows go only now, after the new rows are in
-        settle(config.output)
-    summary.wall_s = time.monotonic() - started
-    summary.skipped_done, summary.manifest_rows, summary.mixed = already, manifest_rows, mixed
-    report = save_report(writer, build_report(config, model, summary))
-    _write_stats(writer, config, dataset)
-    return report
+    def open(self, config: TranscribeConfig) -> None:
+        if config.run.max_errors is not None:
+            raise ConfigError("max_errors is not supported by the ray backend: its tasks write "
+                              "their rows independently; leave it unset and read the "
+                              "counts in .batchscribe/summary.json")
+        self._ray = _import_ray()
+        index, count = config.run.shard
+        stem = "run" if count == 1 else f"run-shard-{index}-of-{count}"  # a killed run's staging
+        self._staging = storage.join(config.output, f".ray-staging-{stem}")
+
+    def settle(self, config: TranscribeConfig) -> None:
+        adopt_staged_parts(self._staging, config.output)
+
+    def plan(self, config: TranscribeConfig) -> tuple[TranscribeConfig, ModelPlan]:
+        """The plan as a model actor sees it: `plan_model` run as a task with a model actor's
+        resources, so the record says what the actors load (device, compute type, encoder)."""
+        from engine.decode.plan import plan_model
+
+        ray = self._ray
+        if not ray.is_initialized():
+            ray.init(address=config.ray.address, log_to_driver=False)
+        cluster = ray.cluster_resources()
+        config = replace(config, ray=config.ray.sized_for(cluster.get("CPU", 0.0)))  # recorded
+        _check_resources(config, cluster)
+        task = ray.remote(plan_model).options(num_cpus=config.ray.cpus_per_model_actor,
+                                              num_gpus=config.ray.gpus_per_model_actor)
+        try:
+            plan: ModelPlan = ray.get(task.remote(config.model))
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, EngineError):
+                raise cause from None  # a ModelLoadError, as the local backend raises it
+            raise
+        return config, plan
+
+    def run(self, job: Job, events: Events) -> None:
+        config = job.config
+        job.started(events)
+        self._before = set(part_files(config.output))
+        self._dataset = _build_dataset(self._ray, job, job.writer.schema)
+        staging_path, staging_fs = ray_location(self._staging)
+        self._dataset.write_parquet(staging_path, filesystem=staging_fs,
+                                    min_rows_per_file=config.run.rows_per_part,
+                                    ray_remote_args={"num_cpus": READ_WRITE_CPUS})
+
+    def commit(self, job: Job) -> None:
+        adopt_staged_parts(self._staging, job.config.output)
+        job.summary.add_parts(sorted(set(part_files(job.config.output)) - self._before))
+        if self._dataset is not None:
+            _write_stats(job.writer, job.config, self._dataset)
 
 
 def _check_resources(config: TranscribeConfig, cluster: dict[str, float]) -> None:
@@ -192,14 +186,14 @@ def _check_resources(config: TranscribeConfig, cluster: dict[str, float]) -> Non
             f"each need {gpus:g} GPUs; the cluster has {cluster.get('GPU', 0.0):g}")
 
 
-def _build_dataset(ray: Any, config: TranscribeConfig, manifest: Manifest, n_mels: int,
-                   done: IdSet, schema: pa.Schema) -> Any:
+def _build_dataset(ray: Any, job: Job, schema: pa.Schema) -> Any:
     """read_parquet per manifest folder (relative paths resolve there) -> stages, lazily.
 
     The manifest is read in many small blocks so that decoding and the model overlap.
     """
     from engine.io.manifest import OVERRIDE_COLUMNS
 
+    config, manifest, n_mels, done = job.config, job.manifest, job.plan.n_mels, job.done
     options = config.ray
     wanted = {"id", "path", "audio", *OVERRIDE_COLUMNS, *config.run.passthrough}
     columns = [c for c in manifest.schema.names if c in wanted]
@@ -220,7 +214,7 @@ def _build_dataset(ray: Any, config: TranscribeConfig, manifest: Manifest, n_mel
     ]
     prepared = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
     return prepared.map_batches(
-        ModelStage, fn_constructor_args=(config, schema, n_mels), batch_format="pyarrow",
+        ModelStage, fn_constructor_args=(config, schema, job.plan), batch_format="pyarrow",
         batch_size=options.items_per_model_call,
         compute=ray.data.ActorPoolStrategy(size=options.model_actors),
         num_gpus=options.gpus_per_model_actor, num_cpus=options.cpus_per_model_actor)
@@ -256,19 +250,7 @@ def adopt_staged_parts(staging: str, output: str) -> list[str]:
     return adopted
 
 
-def _summarise(parts: list[str]) -> Any:
-    from engine.backends.common import RunSummary
-
-    summary = RunSummary()
-    for path in parts:
-        table = read_part(path, ["status", "duration_s", "speech_s"])
-        summary.counts.update(table.column("status").to_pylist())
-        summary.audio_s += sum(v or 0.0 for v in table.column("duration_s").to_pylist())
-        summary.speech_s += sum(v or 0.0 for v in table.column("speech_s").to_pylist())
-    return summary
-
-
-def _write_stats(writer: Any, config: TranscribeConfig, dataset: Any) -> None:
+def _write_stats(writer: PartWriter, config: TranscribeConfig, dataset: Any) -> None:
     """Ray's per-stage timings, beside the parts (where the time of a Ray run went); the
     metadata folder keeps Parquet readers off it."""
     try:

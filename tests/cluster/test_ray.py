@@ -92,6 +92,19 @@ def test_ray_gives_the_ids_and_texts_of_the_local_backend(both_runs, clips) -> N
     assert latest_record(os.path.join(both_runs[2], "ray"))["backend"] == "ray"
 
 
+def test_ray_records_the_model_and_summary_as_local_does(both_runs) -> None:
+    """Issue 25 item 3: Ray's record left device and compute type "auto" and had no encoder;
+    its summary was counted by a copy of other code."""
+    (_, local), (_, on_ray), folder = both_runs
+    assert on_ray["model"] == local["model"]
+    assert on_ray["model"]["device"] == "cpu" and on_ray["model"]["compute_type"] == "int8"
+    assert on_ray["model"]["encoder"] == "ctranslate2" and on_ray["model"]["n_mels"] == 80
+    for key in ("counts", "rows", "audio_hours", "speech_hours", "little_speech_rows",
+                "manifest_rows", "skipped_already_done"):
+        assert on_ray[key] == local[key], key
+    assert latest_record(str(folder / "ray"))["model"] == local["model"]
+
+
 def test_a_corrupt_file_is_an_error_row(both_runs) -> None:
     (_, _), (ray_rows, _), _ = both_runs
     row = ray_rows["truncated"]
