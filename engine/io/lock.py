@@ -127,8 +127,7 @@ class _LocalLock(FolderLock):
         self._dir = os.path.join(output_dir, META_DIR)
         self._path = os.path.join(self._dir, f"{LOCK_PREFIX}{shard[0]}-of-{shard[1]}")
         # made for the lock: removed with it when the run leaves them empty (a failed start)
-        self._created = [d for d in (os.path.join(self._dir, "runs"), self._dir, output_dir)
-                         if not os.path.isdir(d)]
+        self._created = _missing_folders(os.path.join(self._dir, "runs"))
         try:
             os.makedirs(self._dir, exist_ok=True)
             self._fd = self._hold(output_dir)
@@ -185,6 +184,16 @@ class _LocalLock(FolderLock):
         for folder in self._created:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when empty
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """`folder` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def _shard_of(text: str) -> tuple[int, int] | None:

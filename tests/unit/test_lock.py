@@ -48,6 +48,12 @@ def test_a_second_holder_is_refused_naming_the_first(tmp_path) -> None:
     assert not os.path.exists(out)  # the folders made for the lock go with it
 
 
+def test_folders_made_for_a_refused_or_released_lock_go_with_it(tmp_path) -> None:
+    out = str(tmp_path / "deep" / "er" / "out")
+    lock.acquire(out, (0, 1)).release()
+    assert os.listdir(tmp_path) == []
+
+
 def test_shards_of_one_count_share_a_folder_and_overlapping_ones_do_not(tmp_path) -> None:
     out = str(tmp_path / "out")
     shards = [lock.acquire(out, (i, 2)) for i in range(2)]
