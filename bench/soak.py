@@ -246,6 +246,16 @@ def check_filesystems(soak: Soak) -> list[Check]:
     return checks
 
 
+def remount_read_only(point: str) -> None:
+    """Remount a tmpfs read-only; tried again while a file on it is open for writing (EBUSY:
+    the run is writing a part)."""
+    for _ in range(200):
+        if subprocess.run(["mount", "-o", "remount,ro", point]).returncode == 0:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"cannot remount {point} read-only")
+
+
 def _filesystem_check(soak: Soak, manifest: str, out: str, point: str, name: str,
                       remount: bool | None) -> Check:
     if remount is None:
@@ -254,7 +264,7 @@ def _filesystem_check(soak: Soak, manifest: str, out: str, point: str, name: str
     if remount:
         while proc.poll() is None and not glob.glob(os.path.join(out, "part-*.parquet")):
             time.sleep(0.05)
-        subprocess.run(["mount", "-o", "remount,ro", point], check=True)
+        remount_read_only(point)
     _, err = proc.communicate(timeout=900)
     lines = err.decode().strip().splitlines()
     passed, detail = one_line(proc.returncode, lines, "cannot")

@@ -141,6 +141,15 @@ def small_tmpfs(tmp_path) -> Iterator[str]:
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+def remount_read_only(point: str) -> None:
+    """Remount read-only; tried again while the run has a part open for writing (EBUSY)."""
+    for _ in range(200):
+        if subprocess.run(["mount", "-o", "remount,ro", point]).returncode == 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"cannot remount {point} read-only")
+
+
 def test_a_full_output_folder_is_one_line_with_its_rows_and_record_kept(
         manifest_30, model_path, small_tmpfs) -> None:
     manifest, _ = manifest_30
@@ -160,7 +169,7 @@ def test_a_folder_made_read_only_mid_run_is_one_line_with_rows_and_record_kept(
     out = os.path.join(small_tmpfs, "out")
     proc = start(manifest, out, model_path, "--rows-per-part", "1")
     wait_for(lambda: bool(parts(out)), proc)
-    subprocess.run(["mount", "-o", "remount,ro", small_tmpfs], check=True)
+    remount_read_only(small_tmpfs)
     code, lines = finish(proc)
     assert code == 1 and len(lines) == 1, lines
     assert "Read-only file system (EROFS)" in lines[0], lines
