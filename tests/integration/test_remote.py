@@ -141,6 +141,39 @@ def local_texts(short, model_path, tmp_path_factory) -> dict[str, str]:
     return {r["id"]: r["text"] for r in rows}
 
 
+def test_an_s3_recording_over_10_minutes_is_read_in_windows(s3, clips, tmp_path) -> None:
+    """windows._open had no URI branch: an s3:// recording over 10 minutes silently took the
+    whole-file path, outside the memory bound (issue 25 item 4)."""
+    import numpy as np
+    import soundfile
+
+    from engine.config import VadConfig
+    from engine.prepare.audio import decode
+    from engine.prepare.stage import STREAM_ABOVE_S, Preparer
+    from engine.prepare.windows import decode_windows, probe_duration_s
+    from engine.types import AudioItem, PreparedItem
+
+    pause = np.zeros(5 * 16000, dtype=np.float32)
+    speech = np.concatenate([part for c in clips
+                             for part in (decode(AudioItem(c["id"], path=c["path"])), pause)])
+    size = int((STREAM_ABOVE_S + 60) * 16000)
+    local = str(tmp_path / "long.flac")
+    soundfile.write(local, np.tile(speech, size // speech.size + 1)[:size], 16000)
+    s3fs_client().put_file(local, "corpus/long/long.flac")
+    item = AudioItem("long", path="s3://corpus/long/long.flac")
+    assert probe_duration_s(item) == pytest.approx(STREAM_ABOVE_S + 60, abs=0.01)
+    (tmp_path / "spill").mkdir()
+    prepared = Preparer(VadConfig(), 80, str(tmp_path / "spill"))(item)  # the default bound
+    assert isinstance(prepared, PreparedItem), prepared
+    assert prepared.duration_s == pytest.approx(STREAM_ABOVE_S + 60)
+    # only the windowed path spills the chunks after the first to disk
+    assert len(prepared.chunks) > 5 and prepared.chunks[0].spilled is None
+    assert all(c.spilled is not None for c in prepared.chunks[1:])
+    windows = list(decode_windows(item))
+    assert len(windows) == 3  # 320 s, 320 s, 20 s
+    assert np.array_equal(np.concatenate(windows), decode(AudioItem("local", path=local)))
+
+
 def test_manifest_audio_and_output_in_s3_match_the_local_run(s3, short, model_path,
                                                            local_texts) -> None:
     # relative paths resolve against the manifest's own (remote) folder
