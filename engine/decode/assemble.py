@@ -65,9 +65,11 @@ def to_segments(decoded: Decoded, tokenizer: Any, words: list[Word] | None = Non
     """Segments of one decode of a plain chunk, in source time: cut at the timestamp tokens, or
     by the word timings (`cut_by_words`); with their words when `keep_words`."""
     chunk = decoded.request.chunk
-    assert isinstance(chunk, Chunk)
+    if not isinstance(chunk, Chunk):
+        raise TypeError("to_segments: a packed window's segments come from packing.split_window")
     if cut_by_words:
-        assert words is not None
+        if words is None:
+            raise ValueError("to_segments: segments cut by words need the decode's words")
         pieces = [(g[0].start_s, g[-1].end_s, [t for w in g for t in w.tokens], g)
                   for g in cut_segments(words)]
     else:

@@ -142,7 +142,8 @@ def split_window(run: list[Decoded], tokenizer: Any,
     `PackedChunk.tail`): the continuation decodes them again.
     """
     window = run[0].request.chunk
-    assert isinstance(window, PackedChunk)
+    if not isinstance(window, PackedChunk):
+        raise TypeError("split_window: the run is not of a packed window")
     members, offsets = window.members, window.offsets_s
     speech = [(offset, offset + member.duration_s)
               for member, offset in zip(members, offsets, strict=True)]
@@ -163,10 +164,7 @@ def split_window(run: list[Decoded], tokenizer: Any,
         if segment is not None:
             shares[index].append(segment)
 
-    views: list[PackedChunk] = []
-    for decoded in run:
-        assert isinstance(decoded.request.chunk, PackedChunk)
-        views.append(decoded.request.chunk)
+    views = [d.request.chunk for d in run if isinstance(d.request.chunk, PackedChunk)]
     for decoded, view, redone_from_s in zip(
             run, views, [*(v.origin_s for v in views[1:]), math.inf], strict=True):
         words: list[Word] | None = None

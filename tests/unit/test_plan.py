@@ -43,3 +43,29 @@ def test_a_truncated_model_bin_is_refused_before_anything_loads(model_path: str,
     (broken / "model.bin").write_bytes((broken / "model.bin").read_bytes()[:100_000])
     with pytest.raises(ModelLoadError, match="truncated model.bin"):
         plan_model(ModelConfig(path=str(broken), device="cpu"))
+
+
+def test_the_adapter_generates_at_most_max_new_tokens(model_path: str, clips) -> None:
+    """The model adapter on a real clip: a prompt in, typed hypotheses out; `max_new_tokens`
+    (`--max-new-tokens`) caps what one window generates."""
+    from engine.config import DecodeConfig
+    from engine.decode.model import WhisperModel
+    from engine.prepare.audio import decode
+    from engine.prepare.features import FeatureComputer
+    from engine.types import AudioItem, Chunk, Prompt, SpeechSpan
+
+    model_config = ModelConfig(path=model_path, device="cpu")
+    plan = plan_model(model_config)
+    model = WhisperModel(model_config, plan)
+    clip = next(c for c in clips if c["id"] == "librispeech_61-70968-0000")
+    samples = decode(AudioItem(clip["id"], clip["path"]))
+    chunk = Chunk(clip["id"], 0, (SpeechSpan(0.0, samples.size / 16000),),
+                  FeatureComputer(plan.n_mels)(samples))
+    encoded = model.encode([chunk])
+    prompt = Prompt("en", "transcribe")
+    [full] = model.generate([prompt], encoded, 0.0, DecodeConfig(beam_size=1))
+    [capped] = model.generate([prompt], encoded, 0.0, DecodeConfig(beam_size=1, max_new_tokens=3))
+    text = model.vocabulary.decode(full.sequences[0])
+    assert text.lower().startswith(" he began") and len(full.sequences[0]) > 10
+    assert 1 <= len(capped.sequences[0]) <= 3 and text.startswith(
+        model.vocabulary.decode(capped.sequences[0]))
