@@ -261,7 +261,7 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def _atomic_write(path: str, write: Any, marker: str) -> None:
+def _atomic_write(path: str, write: Any, marker: str = "s0of1") -> None:
     if storage.is_uri(path):
         _put_whole(path, write)
         return
