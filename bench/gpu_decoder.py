@@ -1,6 +1,7 @@
 """What a decoder step costs with and without Whisper's timestamp tokens, on the real model.
 
-Runs on the lent GPU machine after `. bench/gpu_setup.sh` (or on CPU with --device cpu):
+Runs on a CUDA machine (one without internet: `. bench/offline_install.sh BUNDLE`,
+see bench/offline_bundle.sh) (or on CPU with --device cpu):
 
     python3 bench/gpu_decoder.py --model /tmp/bs/base --corpus /tmp/bs/corpus --out $OUT
 
@@ -15,14 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import click
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import load_corpus, timed  # noqa: E402
+from common import load_corpus, timed
 
 SOT, EN, TRANSCRIBE, NO_TIMESTAMPS = 50258, 50259, 50359, 50363  # multilingual base ids
 

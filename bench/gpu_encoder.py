@@ -1,6 +1,7 @@
 """GPU: CTranslate2's encoder vs the torch encoder (`--encoder`), end to end (issue 13).
 
-Runs on the lent GPU machine after `. bench/gpu_setup.sh` (see bench/gpu_carry.sh):
+Runs on a CUDA machine (one without internet: `. bench/offline_install.sh BUNDLE`,
+see bench/offline_bundle.sh):
 
     python3 bench/gpu_encoder.py build --work /tmp/bs/large --tokenizer /tmp/bs/base/tokenizer.json
     python3 bench/gpu_encoder.py e2e --models /tmp/bs/large/distil-large-v3,... \
@@ -33,52 +34,17 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
 import click
 import numpy as np
+from common import GpuSampler, converter_checkpoints, load_corpus, read_output
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "converters"))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import load_corpus  # noqa: E402
-
-from engine.options import click_options  # noqa: E402
+from engine.options import click_options
 
 SHAPES = {"distil-large-v3": 2, "large-v3-turbo": 4}  # decoder layers; 32 encoder layers each
 OPTIONS = ["--beam-size", "1", "--timestamps", "none", "--language", "en", "--batch-size", "16"]
-
-
-class Sampler:
-    """Mean utilisation and peak memory of GPU 0 (NVML) while running."""
-
-    def __init__(self) -> None:
-        import pynvml
-
-        pynvml.nvmlInit()
-        self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
-        self.busy: list[float] = []
-        self.memory_gib = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.busy.append(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu / 100)
-            used = self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used / 2**30
-            self.memory_gib = max(self.memory_gib, used)
-            time.sleep(0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @click.group()
@@ -90,17 +56,16 @@ def main() -> None:
 @click.option("--work", required=True)
 @click.option("--tokenizer", required=True, help="The multilingual tokenizer.json (base's).")
 def build(work: str, tokenizer: str) -> None:
-    from checkpoints import LARGE_DIMS
-    from checkpoints import build as build_checkpoint
-
     from converters import convert
+
+    checkpoints = converter_checkpoints()
 
     for name, decoder_layers in SHAPES.items():
         started = time.monotonic()
         source = os.path.join(work, name + "-hf")
-        build_checkpoint(name, source, work, dims={**LARGE_DIMS, "encoder_layers": 32,
-                                                   "decoder_layers": decoder_layers},
-                         multilingual_tokenizer=tokenizer)
+        checkpoints.build(name, source, work, multilingual_tokenizer=tokenizer,
+                          dims={**checkpoints.LARGE_DIMS, "encoder_layers": 32,
+                                "decoder_layers": decoder_layers})
         convert(source, os.path.join(work, name), quantization="float16")
         print(f"{name}: built and converted in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -175,7 +140,7 @@ def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, 
                    str(tokens_per_s), *sampled, manifest, "-o", folder,
                    "--device", "cuda", "--model", model, "--encoder", encoder, flag, *OPTIONS,
                    *extra.split()]
-            with Sampler() as gpu:
+            with GpuSampler() as gpu:
                 started = time.monotonic()
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 elapsed = time.monotonic() - started
@@ -185,7 +150,7 @@ def e2e(models: str, corpus: str, repeat: int, tokens_per_s: float, extra: str, 
             report = json.loads(done.stdout[done.stdout.index("{"):])
             row = {"model": os.path.basename(model), "encoder": encoder,
                    "features": report["model"].get("features", "workers"), "wall_s": elapsed,
-                   "speed": total_s / elapsed, "gpu_busy": float(np.mean(gpu.busy)),
+                   "speed": total_s / elapsed, "gpu_busy": gpu.busy,
                    "gpu_memory_gib": gpu.memory_gib, "text_tokens_per_s": tokens / total_s,
                    "timings": report["timings"]}
             results.append(row)
@@ -210,9 +175,6 @@ def _runs(encoders: list[str], features: list[str]) -> list[tuple[str, str]]:
 
 def _tokens(folder: str) -> int:
     """Words written (random text: a rough count of what was decoded)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from common import read_output
-
     return sum(len(t.split()) for t in read_output(folder).values())
 
 

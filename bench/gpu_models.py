@@ -1,6 +1,7 @@
 """Model-shaped GPU throughput without real weights: distil-large-v3 and large-v3.
 
-Runs on the lent GPU machine after `. bench/gpu_setup.sh` (carry .carry/m, see gpu_carry.sh):
+Runs on a CUDA machine (one without internet: `. bench/offline_install.sh BUNDLE`,
+see bench/offline_bundle.sh):
 
     mkdir -p /tmp/stub/av && touch /tmp/stub/av/__init__.py  # PyAV: imported, never used here
     PYTHONPATH=$PYTHONPATH:/tmp/stub python3 bench/gpu_models.py --work /tmp/bs/models \
@@ -19,20 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import click
 import numpy as np
+from common import converter_checkpoints, timed
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "converters"))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checkpoints import LARGE_DIMS, build  # noqa: E402
-from common import timed  # noqa: E402
-
-from converters import convert  # noqa: E402
+from converters import convert
 
 SHAPES = {"distil-large-v3": 2, "large-v3": 32}  # decoder layers; both have 32 encoder layers
 ENCODER_LAYERS, WIDTH, FRAMES, VOCAB = 32, 1280, 1500, 51866
@@ -110,8 +104,10 @@ def main(work: str, tokenizer: str, batches: str, shapes: str, out: str) -> None
         source, converted = os.path.join(work, name, "hf"), os.path.join(work, name, "ct2")
         started = time.perf_counter()
         if not os.path.isdir(source):
-            build(name, source, work, multilingual_tokenizer=tokenizer, dims={
-                **LARGE_DIMS, "encoder_layers": ENCODER_LAYERS, "decoder_layers": SHAPES[name]})
+            checkpoints = converter_checkpoints()
+            checkpoints.build(name, source, work, multilingual_tokenizer=tokenizer, dims={
+                **checkpoints.LARGE_DIMS, "encoder_layers": ENCODER_LAYERS,
+                "decoder_layers": SHAPES[name]})
         built_s = time.perf_counter() - started
         if not os.path.isdir(converted):
             convert(source, converted, "float16", force=True)

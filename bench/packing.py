@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import tempfile
 from typing import Any
 
 import click
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (  # noqa: E402
+from common import (
     REPO,
     Measured,
     append_results,
@@ -32,7 +29,7 @@ from common import (  # noqa: E402
     write_manifest,
 )
 
-from engine.decode.models import default_model_path  # noqa: E402
+from engine.decode.models import default_model_path
 
 SWEEP = [(gap, fill) for gap in (1.0, 2.0, 3.0) for fill in (29.0, 26.0, 22.0)]
 HEADER = ["| system | audio-s/s | vs (c) | WER | windows decoded | files packed | "
