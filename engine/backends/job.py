@@ -30,6 +30,7 @@ from engine.backends.common import (
 from engine.config import TranscribeConfig
 from engine.decode.models import model_fingerprint
 from engine.decode.plan import ModelPlan
+from engine.decode.stream import language_problem
 from engine.errors import ConfigError, ModelLoadError, OutputError, TooManyErrors
 from engine.io import storage
 from engine.io.idset import IdSet
@@ -203,19 +204,3 @@ def check_options(config: TranscribeConfig, model: dict[str, Any]) -> None:
                                config.decode.task)
     if problem:
         raise ConfigError(problem)
-
-
-def language_problem(multilingual: bool, language: str, task: str | None) -> str | None:
-    """What is wrong with decoding `language` and `task` on a (multilingual) model, or None."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    if task is not None and task not in ("transcribe", "translate"):
-        return f"task {task!r} is not valid; choose transcribe or translate"
-    if not multilingual:
-        if language != "en":
-            return f"the model is English-only, so language {language!r} cannot be used"
-        if task == "translate":
-            return "the model is English-only and cannot translate"
-    elif language not in _LANGUAGE_CODES:
-        return f"language {language!r} is not a Whisper language code (e.g. en, de, fr, zh)"
-    return None

@@ -17,7 +17,6 @@ from engine.decode.assemble import Collector, finish
 from engine.decode.batching import Batcher
 from engine.decode.conditioning import PreviousText
 from engine.decode.runner import ModelRunner
-from engine.errors import ConfigError
 from engine.types import (
     ChunkRequest,
     ChunkResult,
@@ -176,7 +175,7 @@ def with_languages(prepared: Iterable[PreparedItem | ItemError], runner: ModelRu
             continue
         language = p.item.language or config.decode.language
         if language is not None or not runner.is_multilingual:
-            problem = _language_problem(runner, language or "en", p.item.task)
+            problem = language_problem(runner.is_multilingual, language or "en", p.item.task)
             if problem:
                 yield ItemError(p.item, "options", "ConfigError",
                                 f"row {p.item.item_id}: {problem}")
@@ -192,12 +191,13 @@ def with_languages(prepared: Iterable[PreparedItem | ItemError], runner: ModelRu
         yield from detect()
 
 
-def _language_problem(runner: ModelRunner, language: str, task: str | None) -> str | None:
+def language_problem(multilingual: bool, language: str, task: str | None) -> str | None:
+    """What is wrong with decoding `language` and `task` on a (multilingual) model, or None."""
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     if task is not None and task not in ("transcribe", "translate"):
         return f"task {task!r} is not valid; choose transcribe or translate"
-    if not runner.is_multilingual:
+    if not multilingual:
         if language != "en":
             return f"the model is English-only, so language {language!r} cannot be used"
         if task == "translate":
@@ -205,10 +205,3 @@ def _language_problem(runner: ModelRunner, language: str, task: str | None) -> s
     elif language not in _LANGUAGE_CODES:
         return f"language {language!r} is not a Whisper language code (e.g. en, de, fr, zh)"
     return None
-
-
-def check_language_options(runner: ModelRunner, config: TranscribeConfig) -> None:
-    language = config.decode.language
-    problem = _language_problem(runner, language or "en", config.decode.task)
-    if problem:
-        raise ConfigError(problem)
